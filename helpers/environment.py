@@ -1,0 +1,94 @@
+"""The environment check of notebook 00: versions, device, low-precision support, threads."""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from helpers.startup import CORE_PACKAGES, package_versions
+
+#: minimum versions the course is tested with (the lock pins exact ones)
+MINIMUM = {"torch": "2.13", "numpy": "2.0", "pandas": "2.2", "ipywidgets": "8.1", "jupyterlab": "4.2",
+           "sktime": "1.2", "statsmodels": "0.14", "prophet": "1.1", "gluonts": "0.16", "pykalman": "0.9.7"}
+
+
+def _vtuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split("+")[0].split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def cpu_flags() -> set[str]:
+    """CPU feature flags from /proc/cpuinfo (empty where unavailable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: str
+    ok: bool
+
+
+def low_precision_support(device: str = "cpu") -> dict[str, str]:
+    """Whether bf16/fp16 matmuls run on ``device`` and whether the hardware has units for them."""
+    import torch
+
+    out = {}
+    for dt in (torch.bfloat16, torch.float16):
+        name = str(dt).replace("torch.", "")
+        try:
+            a = torch.ones(8, 8, dtype=dt, device=device)
+            ok = bool(((a @ a) == 8).all())
+        except RuntimeError:
+            ok = False
+        if not ok:
+            out[name] = "not supported"
+        elif device == "cuda":
+            major, _ = torch.cuda.get_device_capability()
+            fast = major >= 8 if dt == torch.bfloat16 else major >= 7
+            out[name] = "runs, Tensor Cores" if fast else "runs, no Tensor Cores (slow)"
+        else:
+            flags = cpu_flags()
+            hw = {"amx_bf16", "avx512_bf16"} & flags if dt == torch.bfloat16 else {"amx_fp16", "avx512_fp16"} & flags
+            out[name] = "runs, hardware support" if hw else "runs, emulated on this CPU (slow: a memory lesson here)"
+    return out
+
+
+def check_environment(device: str = "cpu") -> tuple[list[Check], bool]:
+    """Rows for the welcome notebook's table, and the overall verdict."""
+    import torch
+
+    rows = [Check("python", platform.python_version(), platform.python_version().startswith("3.11"))]
+    versions = package_versions(CORE_PACKAGES)
+    for name in CORE_PACKAGES:
+        v = versions[name]
+        ok = v != "missing" and (name not in MINIMUM or _vtuple(v) >= _vtuple(MINIMUM[name]))
+        rows.append(Check(name, v, ok))
+    rows.append(Check("device", device, True))
+    rows.append(Check("CPU cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}", True))
+    for name, status in low_precision_support(device).items():
+        rows.append(Check(f"{name} matmul", status, not status.startswith("not")))
+    return rows, all(r.ok for r in rows)

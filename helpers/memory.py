@@ -1,0 +1,223 @@
+"""Exact, device-independent memory accounting for training.
+
+What a training step holds in memory, by kind (the "memory ledger"):
+
+- **parameters**      : the weights;
+- **gradients**       : one tensor per trainable parameter, same shape;
+- **optimiser state** : e.g. Adam's two moments (2x the parameters in fp32);
+- **activations**     : tensors autograd saves during forward for use in backward.
+
+Activations are counted exactly with ``torch.autograd.graph.saved_tensors_hooks``: every tensor
+packed for backward is recorded, deduplicated by its storage (views share storage), and
+parameters are excluded (they are already counted). This works the same on CPU and GPU and is
+deterministic, so notebooks can assert on it. On CUDA, :func:`cuda_peak_bytes` adds the
+allocator's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+MiB = 2**20
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes of a tensor's elements (numel x element size)."""
+    return t.numel() * t.element_size()
+
+
+def param_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters."""
+    return sum(tensor_bytes(p) for p in model.parameters())
+
+
+def grad_bytes(model: nn.Module) -> int:
+    """Bytes of the gradients a backward pass creates: one per trainable parameter, same dtype
+    as the parameter (what ``.grad`` holds)."""
+    return sum(tensor_bytes(p) for p in model.parameters() if p.requires_grad)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every tensor in the optimiser's state (populated after its first step)."""
+    total = 0
+    for state in optimizer.state.values():
+        for value in state.values():
+            if torch.is_tensor(value):
+                total += tensor_bytes(value)
+    return total
+
+
+@dataclass(frozen=True)
+class SavedTensor:
+    """One tensor autograd saved for backward."""
+
+    module: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    nbytes: int
+    storage: int  # storage identity (data pointer) used for de-duplication
+
+
+@dataclass
+class SavedTensorLog:
+    """Tensors saved for backward during a forward pass (see :func:`record_saved_tensors`)."""
+
+    records: list[SavedTensor] = field(default_factory=list)
+
+    @property
+    def unique(self) -> list[SavedTensor]:
+        """One record per storage (the first one seen)."""
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for r in self.records:
+            key = (r.storage, r.nbytes)
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+        return out
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of distinct storages saved for backward (parameters excluded)."""
+        storages: dict[int, int] = {}
+        for r in self.records:
+            storages[r.storage] = max(storages.get(r.storage, 0), r.nbytes)
+        return sum(storages.values())
+
+    def by_module(self) -> dict[str, int]:
+        """Bytes per module name, each storage counted once (in the first module that saved it)."""
+        out: dict[str, int] = {}
+        for r in self.unique:
+            out[r.module] = out.get(r.module, 0) + r.nbytes
+        return out
+
+    def by_dtype(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.unique:
+            key = str(r.dtype).replace("torch.", "")
+            out[key] = out.get(key, 0) + r.nbytes
+        return out
+
+    def table(self) -> list[dict[str, object]]:
+        """Rows (module, shape, dtype, bytes) for display, one per distinct storage."""
+        return [
+            {"module": r.module, "shape": tuple(r.shape), "dtype": str(r.dtype).replace("torch.", ""),
+             "bytes": r.nbytes}
+            for r in self.unique
+        ]
+
+
+@contextmanager
+def record_saved_tensors(model: nn.Module | None = None, exclude: Iterable[torch.Tensor] = ()):
+    """Record every tensor autograd saves for backward inside the block.
+
+    ``model``'s parameters (and any ``exclude`` tensors) are not counted. When ``model`` is given,
+    each record names the innermost module running when the tensor was saved.
+    Yields a :class:`SavedTensorLog`.
+    """
+    log = SavedTensorLog()
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    stack: list[str] = []
+    handles = []
+    if model is not None:
+        skip |= {p.untyped_storage().data_ptr() for p in model.parameters()}
+        skip |= {b.untyped_storage().data_ptr() for b in model.buffers()}
+        def enter(name: str) -> Callable[..., None]:
+            def hook(module: nn.Module, args: object) -> None:
+                stack.append(name or "<model>")
+
+            return hook
+
+        def leave(module: nn.Module, args: object, output: object) -> None:
+            if stack:
+                stack.pop()
+
+        for name, mod in model.named_modules():
+            handles.append(mod.register_forward_pre_hook(enter(name)))
+            handles.append(mod.register_forward_hook(leave))
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in skip and not isinstance(t, nn.Parameter):
+            log.records.append(
+                SavedTensor(module=stack[-1] if stack else "", shape=tuple(t.shape), dtype=t.dtype,
+                            nbytes=storage.nbytes(), storage=ptr)
+            )
+        return t
+
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            yield log
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def saved_activation_bytes(model: nn.Module, forward: Callable[[], torch.Tensor]) -> int:
+    """Bytes saved for backward by ``forward()`` (parameters excluded)."""
+    with record_saved_tensors(model) as log:
+        forward()
+    return log.total_bytes
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Bytes held by one training step, by kind."""
+
+    parameters: int
+    gradients: int
+    optimizer_state: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.parameters + self.gradients + self.optimizer_state + self.activations
+
+    def as_mib(self) -> dict[str, float]:
+        """The ledger in MiB, rounded to 3 decimals (for tables)."""
+        d = {"parameters": self.parameters, "gradients": self.gradients,
+             "optimizer_state": self.optimizer_state, "activations": self.activations, "total": self.total}
+        return {k: round(v / MiB, 3) for k, v in d.items()}
+
+
+def memory_ledger(
+    model: nn.Module,
+    loss_fn: Callable[[], torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Ledger:
+    """Run one training step (``loss_fn()`` forward, backward, optimiser step) and account it.
+
+    ``loss_fn`` runs the forward pass however the caller likes (autocast, checkpointing, ...)
+    and returns the loss. Activations are what that forward saved for backward; optimiser state
+    is measured after the step. Gradients are zeroed afterwards (set to None).
+    """
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters())
+    with record_saved_tensors(model) as log:
+        loss = loss_fn()
+    if not torch.is_tensor(loss) or loss.ndim != 0:
+        raise TypeError("loss_fn must return a scalar tensor")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = sum(tensor_bytes(p.grad) for p in model.parameters() if p.grad is not None)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return Ledger(parameters=param_bytes(model), gradients=grads,
+                  optimizer_state=optimizer_state_bytes(optimizer), activations=log.total_bytes)
+
+
+def cuda_peak_bytes(fn: Callable[[], object], device: int | str | torch.device = 0) -> int:
+    """Peak CUDA memory allocated while ``fn()`` runs (``max_memory_allocated``)."""
+    if not torch.cuda.is_available():
+        raise ValueError("cuda_peak_bytes needs CUDA; torch.cuda.is_available() is False")
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device)

@@ -1,0 +1,46 @@
+"""Precise filters for known third-party noise (warnings and log lines).
+
+Each filter names the warning category *and* the module (or logger) it comes from, so that
+anything new or unexpected still reaches the learner. Never filter globally.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+#: (action, message regex, category, module regex) for warnings.filterwarnings.
+WARNING_FILTERS: list[tuple[str, str, type[Warning], str]] = [
+    # sktime 1.2: every fit announces a future change of the `remember_data` default.
+    ("ignore", r".*remember_data.*", FutureWarning, r"sktime\..*"),
+    # pykalman 0.9.7 on numpy >= 1.25: array-to-scalar conversion inside loglikelihood().
+    ("ignore", r".*Conversion of an array with ndim > 0 to a scalar.*", DeprecationWarning, r"pykalman\..*"),
+    # statsmodels: frequency inference on bundled monthly/yearly data.
+    ("ignore", r".*No frequency information was provided.*", UserWarning, r"statsmodels\.tsa\..*"),
+    ("ignore", r".*An unsupported index was provided.*", UserWarning, r"statsmodels\.tsa\..*"),
+    # Lightning (GluonTS trainer) hints that do not apply to a CPU teaching run.
+    ("ignore", r".*does not have many workers.*", UserWarning, r"lightning\..*"),
+    ("ignore", r".*GPU available but not used.*", UserWarning, r"lightning\..*"),
+    ("ignore", r".*Checkpoint directory .* exists and is not empty.*", UserWarning, r"lightning\..*"),
+]
+
+#: loggers that print INFO chatter to stderr; raised to WARNING (or ERROR where stated).
+QUIET_LOGGERS: dict[str, int] = {
+    "cmdstanpy": logging.WARNING,
+    "prophet": logging.WARNING,
+    "prophet.plot": logging.ERROR,  # "Importing plotly failed": plotly is optional, not used here
+    "lightning": logging.WARNING,
+    "lightning.pytorch": logging.WARNING,
+    "lightning.pytorch.utilities.rank_zero": logging.WARNING,
+    "lightning.fabric": logging.WARNING,
+    "pytorch_lightning": logging.WARNING,
+    "gluonts": logging.WARNING,
+}
+
+
+def quiet_third_party() -> None:
+    """Install the precise warning filters and quiet the chatty loggers. Idempotent."""
+    for action, message, category, module in WARNING_FILTERS:
+        warnings.filterwarnings(action, message=message, category=category, module=module)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)

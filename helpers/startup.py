@@ -1,0 +1,134 @@
+"""The one start-up call at the top of every notebook.
+
+``settings = helpers.setup()`` seeds every RNG, sets torch's thread count, applies the plot
+style, installs precise noise filters, picks the device and prints one friendly line.
+
+Environment variables (read here, so one flag switches the whole course):
+
+- ``COURSE_FULL=1``     larger "full" settings (longer runs, bigger models); default is fast.
+- ``COURSE_THREADS=N``  torch intra-op threads (default: min(cores, 4)).
+- ``COURSE_DEVICE=cpu`` force the CPU path even when a GPU exists.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+#: packages whose versions the welcome notebook reports
+CORE_PACKAGES = (
+    "torch",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "ipywidgets",
+    "jupyterlab",
+    "statsmodels",
+    "pykalman",
+    "sktime",
+    "prophet",
+    "gluonts",
+    "nbval",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What :func:`setup` decided; notebooks read sizes and the device from here."""
+
+    seed: int
+    device: str
+    threads: int
+    full: bool
+    cuda_name: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def pick(self, fast, full):  # noqa: ANN001, ANN201 - any value type
+        """Return ``full`` under COURSE_FULL=1, else ``fast``: ``steps = s.pick(200, 2000)``."""
+        return full if self.full else fast
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"environment variable {name}={value!r}: expected one of 0/1/true/false/yes/no")
+
+
+def package_versions(names: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str]:
+    """Installed versions (without importing the packages); 'missing' when absent."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and every GPU)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def detect_device(prefer: str | None = None) -> tuple[str, str | None]:
+    """Return (device, gpu name). ``prefer`` (or COURSE_DEVICE) may force 'cpu' or 'cuda'."""
+    import torch
+
+    prefer = prefer or os.environ.get("COURSE_DEVICE") or None
+    if prefer not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {prefer!r}")
+    has_cuda = torch.cuda.is_available()
+    if prefer == "cuda" and not has_cuda:
+        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
+    if prefer == "cpu" or not has_cuda:
+        return "cpu", None
+    return "cuda", torch.cuda.get_device_name(0)
+
+
+def setup(
+    seed: int = 0,
+    threads: int | None = None,
+    device: str | None = None,
+    quiet: bool = True,
+    verbose: bool = True,
+) -> Settings:
+    """Seed RNGs, set threads, style plots, filter known noise, pick the device; print one line."""
+    import torch
+
+    from helpers import noise, plots
+
+    if threads is None:
+        threads = int(os.environ.get("COURSE_THREADS", min(os.cpu_count() or 1, 4)))
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    if quiet:
+        noise.quiet_third_party()
+    torch.set_num_threads(threads)
+    seed_everything(seed)
+    plots.apply_style()
+    dev, gpu = detect_device(device)
+    full = _env_flag("COURSE_FULL")
+    settings = Settings(
+        seed=seed, device=dev, threads=threads, full=full, cuda_name=gpu, versions=package_versions()
+    )
+    if verbose:
+        mode = "full settings (COURSE_FULL=1)" if full else "fast settings"
+        if gpu:
+            print(f"GPU found: {gpu}. GPU cells will run too; {mode}, seed {seed}.")
+        else:
+            print(f"No GPU found: running the CPU path; GPU cells will be skipped. {mode.capitalize()}, seed {seed}.")
+    return settings
