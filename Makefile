@@ -21,10 +21,10 @@ setup:
 	@PYTHON=$(PYTHON) scripts/setup_venv.sh
 
 lab: setup
-	@$(PY) -m ipykernel install --user --name $(KERNEL) --display-name "Course (Python 3.11)" >/dev/null
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Course (Python 3.11)" >/dev/null
 	@echo "Starting JupyterLab on 127.0.0.1 (open the URL with the token printed below)"
 	@cd notebooks && ../$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser \
-	    --ServerApp.token="$${JUPYTER_TOKEN:-$$(../$(PY) -c 'import secrets; print(secrets.token_hex(24))')}" \
+	    --IdentityProvider.token="$${JUPYTER_TOKEN:-$$(../$(PY) -c 'import secrets; print(secrets.token_hex(24))')}" \
 	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
 
 test: setup test-unit test-notebooks
@@ -45,7 +45,7 @@ lint: setup
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/pip install --quiet -e ".[dev]"
-	{ sed -n '1,4p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock.new
+	{ sed -n '1,4p' requirements.lock; .lock-venv/bin/pip freeze --all --exclude-editable | grep -vE '^(-e|pip==)'; } > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 	@echo "requirements.lock updated; run 'make setup'"
 
