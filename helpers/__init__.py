@@ -8,11 +8,13 @@ Modules map to lessons:
 - ``plots``        : the course plot style and small plotting helpers
 - ``checks``       : answer checking for "check yourself" exercises
 - ``gd``           : gradient descent, SGD, mini-batch GD, momentum, Adam, schedules (01-02)
+- ``gd_plots``     : figures and widgets for lessons 01-02 (pure settings -> runs -> figure)
 - ``models``       : the course's small GPT-style transformer and its training task (03-05, 08)
 - ``memory``       : exact memory accounting: saved activations, parameters, grads, optimiser state
 - ``precision``    : number formats, loss scaling, AMP training steps (03)
 - ``checkpointing``: gradient checkpointing from scratch and via torch (04)
 - ``pipeline``     : pipeline parallelism: split, schedules, simulator, executors, launchers (05)
+- ``training``     : resumable training of the course transformer (08)
 - ``timeseries``   : forecasting helpers around statsmodels, pykalman, sktime, Prophet, GluonTS (06-07)
 
 Import submodules explicitly (``from helpers import gd``); this package imports nothing heavy.

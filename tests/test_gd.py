@@ -1,0 +1,312 @@
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import gd
+
+
+@pytest.fixture(scope="module")
+def reg2():
+    return gd.diabetes_regression(("s1", "s2"))
+
+
+@pytest.fixture(scope="module")
+def reg():
+    return gd.diabetes_regression(("bmi", "bp", "s5"), intercept=True)
+
+
+@pytest.fixture(scope="module")
+def logit():
+    return gd.diabetes_classification(("bmi", "s5"))
+
+
+# ------------------------------------------------------------------ problems and gradients
+def _autograd(problem, w, idx=None):
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    problem.torch_loss(wt, idx).backward()
+    return wt.grad.numpy()
+
+
+def _central_difference(problem, w, h=1e-6):
+    E = np.eye(problem.dim) * h
+    return np.array([(problem.loss(w + e) - problem.loss(w - e)) / (2 * h) for e in E])
+
+
+@pytest.mark.parametrize("name", ["reg", "logit", "quad"])
+def test_gradient_matches_autograd_and_finite_differences(name, reg, logit):
+    problem = {"reg": reg, "logit": logit, "quad": gd.quadratic(7.0, L=2.0, angle_deg=20, center=(1, -1))}[name]
+    w = np.random.default_rng(1).normal(size=problem.dim)
+    g = problem.grad(w)
+    np.testing.assert_allclose(g, _autograd(problem, w), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g, _central_difference(problem, w), rtol=1e-6, atol=1e-8)
+    assert math.isclose(problem.loss(w), float(problem.torch_loss(torch.tensor(w))), rel_tol=1e-12)
+    if problem.n_examples > 1:
+        idx = np.array([3, 17, 17, 400])
+        np.testing.assert_allclose(problem.grad(w, idx), _autograd(problem, w, idx), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(problem.per_example_grad(w).mean(axis=0), g, rtol=1e-12, atol=1e-14)
+
+
+def test_vectorised_over_runs_equals_one_by_one(reg):
+    W = np.random.default_rng(2).normal(size=(5, reg.dim))
+    np.testing.assert_allclose(reg.loss(W), [reg.loss(w) for w in W], rtol=1e-13)
+    np.testing.assert_allclose(reg.grad(W), [reg.grad(w) for w in W], rtol=1e-13)
+
+
+def test_problem_facts(reg2, logit):
+    assert reg2.n_examples == 442 and reg2.dim == 2
+    assert math.isclose(reg2.loss(np.zeros(2)), 1.0, rel_tol=1e-12)  # standardised target
+    np.testing.assert_allclose(reg2.grad(reg2.minimiser), 0, atol=1e-12)
+    assert 15 < reg2.kappa < 22  # s1 and s2 correlate at r = 0.90
+    assert np.linalg.norm(logit.grad(logit.minimiser)) < 1e-10
+    assert logit.y.sum() == 221  # balanced: above/below the median
+    s = gd.nonconvex_surface()
+    assert len(s.minima) == 4 and s.minimiser[0] < 0 and s.minimiser[1] < 0
+    for m, _ in s.minima:
+        np.testing.assert_allclose(s.grad(m), 0, atol=1e-9)
+        assert np.linalg.eigvalsh(gd.numeric_hessian(s, m))[0] > 0
+
+
+# ----------------------------------------------------------------------- the d2l example
+def test_reproduces_d2l_one_dimensional_runs():
+    # d2l.ai "Gradient Descent" (11.3.1): f(x) = x^2 from x = 10, 10 steps, prints x with {x:f}
+    runs = gd.optimize(gd.Quadratic([[2.0]]), [0.2, 0.05, 1.1], steps=10, w0=[10.0])
+    assert [f"{x:f}" for x in runs.final_params[:, 0]] == ["0.060466", "3.486784", "61.917364"]
+    xcos = gd.optimize(gd.xcos_surface(), 2.0, steps=10, w0=[10.0])  # d2l: "epoch 10, x: -1.528166"
+    assert f"{xcos.final_params[0, 0]:f}" == "-1.528166"
+    ell = gd.optimize(gd.Quadratic(np.diag([2.0, 4.0])), 0.1, steps=20, w0=[-5.0, -2.0])
+    assert [f"{v:f}" for v in ell.final_params[0]] == ["-0.057646", "-0.000073"]  # d2l 11.3.2
+
+
+# ------------------------------------------------------------------------------ theory
+def test_contraction_rates_on_quadratic():
+    q = gd.quadratic(10.0, L=2.0, angle_deg=35.0)
+    L, mu, k = q.L, q.mu, q.kappa
+    w0 = np.array([1.3, -0.4])
+    runs = gd.optimize(q, [1 / L, 2 / (L + mu)], steps=40, w0=w0)
+    ratios = gd.error_ratios(runs.params, q.minimiser)
+    # step 1/L: the stiff direction is solved in one step, then the error shrinks by 1 - 1/kappa
+    np.testing.assert_allclose(ratios[1:, 0], 1 - 1 / k, rtol=1e-9)
+    # step 2/(L+mu): both directions shrink by (kappa-1)/(kappa+1) every step
+    np.testing.assert_allclose(ratios[:, 1], (k - 1) / (k + 1), rtol=1e-9)
+    assert math.isclose(gd.contraction_factor(q.H, 1 / L), 1 - 1 / k, rel_tol=1e-12)
+    assert math.isclose(gd.contraction_factor(q.H, 2 / (L + mu)), (k - 1) / (k + 1), rel_tol=1e-12)
+
+
+def test_any_step_above_two_over_L_diverges():
+    q = gd.quadratic(10.0, L=2.0, angle_deg=35.0)
+    factors = np.array([0.99, 1.01, 1.1, 1.5, 3.0])
+    runs = gd.optimize(q, factors * 2 / q.L, steps=2000, w0=[1.0, 1.0])
+    assert runs.diverged.tolist() == [False, True, True, True, True]
+    assert runs.final_loss[0] < 1e-10 * runs.loss[0, 0]
+    assert all(gd.contraction_factor(q.H, f * 2 / q.L) > 1 for f in factors[1:])
+
+
+def test_heavy_ball_optimum_rate():
+    q = gd.quadratic(100.0, L=1.0, angle_deg=10.0)
+    lr, beta, rate = gd.heavy_ball_optimum(q.L, q.mu)
+    assert math.isclose(rate, (10 - 1) / (10 + 1), rel_tol=1e-12)
+    runs = gd.optimize(q, lr, optimizer="momentum", momentum=beta, steps=200, w0=[1.0, 1.0])
+    err = np.linalg.norm(runs.params[:, 0] - q.minimiser, axis=1)
+    measured = (err[150] / err[50]) ** (1 / 100)
+    assert abs(measured / rate - 1) < 0.02  # double root: k * rate^k, so slightly above rate
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov"])
+def test_stability_limits(optimizer):
+    q = gd.Quadratic([[1.0]])
+    limit = gd.stability_limit(optimizer, 0.9) * 2  # in units of 1/L with L = 1
+    runs = gd.optimize(q, [0.97 * limit, 1.03 * limit], optimizer=optimizer, momentum=0.9, steps=3000, w0=[1.0])
+    assert runs.diverged.tolist() == [False, True]
+    assert gd.stability_limit("adam") is None
+
+
+def test_noise_ball_matches_closed_form():
+    a, sigma, lrs, chains = 2.0, 0.5, np.array([0.02, 0.2, 0.8]), 300
+    runs = gd.optimize(gd.Quadratic([[a]]), np.repeat(lrs, chains), steps=1500, grad_noise=sigma, w0=[0.0], seed=3)
+    x = runs.params[500:, :, 0].reshape(-1, len(lrs), chains)
+    measured = (x**2).mean(axis=(0, 2))
+    np.testing.assert_allclose(measured, gd.noise_ball_variance(a, sigma, lrs), rtol=0.06)
+    with pytest.raises(ValueError, match="lr"):
+        gd.noise_ball_variance(a, sigma, 1.0)  # lr * a = 2: no stationary distribution
+
+
+def test_gradient_noise_variance_falls_like_one_over_b(reg):
+    bs = np.array([1, 2, 4, 8, 16, 32, 64, 128])
+    v, s2 = gd.gradient_noise_variance(reg, np.zeros(reg.dim), bs, samples=3000, seed=1)
+    assert abs(gd.loglog_slope(bs, v) + 1) < 0.05
+    np.testing.assert_allclose(v, gd.minibatch_variance_theory(s2, reg.n_examples, bs), rtol=0.1)
+    v2, _ = gd.gradient_noise_variance(reg, np.zeros(reg.dim), bs, samples=3000, seed=1, replace=False)
+    np.testing.assert_allclose(v2, gd.minibatch_variance_theory(s2, reg.n_examples, bs, replace=False), rtol=0.1)
+
+
+# ------------------------------------------------------------- equality with torch.optim
+@pytest.mark.parametrize("optimizer", gd.OPTIMIZERS)
+@pytest.mark.parametrize("batch_size", [None, 1, 7])
+def test_from_scratch_equals_torch_optim(reg, optimizer, batch_size):
+    lrs = [0.003, 0.02] if optimizer != "adam" else [0.01, 0.05]
+    kw = dict(steps=60, batch_size=batch_size, optimizer=optimizer, momentum=0.8, w0=[0.5, -0.2, 0.1, 0.3], seed=4)
+    runs = gd.optimize(reg, lrs, **kw)  # both rates in one vectorised call
+    for r, lr in enumerate(lrs):
+        ref = gd.torch_reference(reg, lr, **kw)
+        np.testing.assert_allclose(runs.params[:, r], ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("optimizer", ["nesterov", "adam"])
+def test_torch_equality_with_schedule_and_logistic(logit, optimizer):
+    sched = gd.Schedule("cosine", warmup=5, min_factor=0.1)
+    kw = dict(steps=50, batch_size=16, optimizer=optimizer, schedule=sched, seed=2, betas=(0.8, 0.99))
+    runs = gd.optimize(logit, 0.3, **kw)
+    np.testing.assert_allclose(runs.params[:, 0], gd.torch_reference(logit, 0.3, **kw), rtol=1e-12, atol=1e-14)
+
+
+def _torch_factors(make, steps):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        out.append(sched.get_last_lr()[0])
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+def test_schedules_equal_torch_schedulers():
+    S, steps = torch.optim.lr_scheduler, 60
+    cases = [
+        (gd.Schedule("step", gamma=0.3, step_size=7), lambda o: S.StepLR(o, step_size=7, gamma=0.3)),
+        (gd.Schedule("exponential", gamma=0.95), lambda o: S.ExponentialLR(o, gamma=0.95)),
+        (gd.Schedule("cosine", min_factor=0.05), lambda o: S.CosineAnnealingLR(o, T_max=steps, eta_min=0.05)),
+        (gd.Schedule("warmup", warmup=10), lambda o: S.LinearLR(o, start_factor=0.1, total_iters=9)),
+    ]
+    for mine, make in cases:
+        np.testing.assert_allclose(mine.factors(steps), _torch_factors(make, steps), rtol=1e-10, err_msg=mine.name)
+    inv = gd.Schedule("inverse_time", decay=0.5).factors(4)
+    np.testing.assert_allclose(inv, [1, 1 / 1.5, 1 / 2, 1 / 2.5])
+    np.testing.assert_allclose(gd.Schedule("constant").factors(3), 1.0)
+
+
+# ---------------------------------------------------------------------- the loop itself
+def test_batch_order_reshuffles_every_epoch():
+    order = gd.batch_order(10, 4, 9, seed=0)  # 3 batches per epoch: 4, 4, 2
+    assert [len(b) for b in order] == [4, 4, 2] * 3
+    epochs = [np.sort(np.concatenate(order[i:i + 3])) for i in (0, 3, 6)]
+    assert all((e == np.arange(10)).all() for e in epochs)
+    assert not np.array_equal(np.concatenate(order[0:3]), np.concatenate(order[3:6]))
+    assert gd.batch_order(10, 10, 3) == [None] * 3
+
+
+def test_loop_bookkeeping(reg):
+    runs = gd.optimize(reg, [0.01, 0.1], epochs=3, batch_size=100)
+    assert runs.steps == 3 * 5 and runs.grad_evals[-1] == 3 * 442
+    assert runs.epoch_ends.tolist() == [0, 5, 10, 15]
+    assert runs.loss_per_epoch.shape == (4, 2) and runs.grad_norm.shape == (15, 2)
+    assert np.all(np.diff(runs.seconds) >= 0)
+    full = gd.optimize(reg, 0.1, steps=5)
+    same = gd.optimize(reg, 0.1, steps=5, batch_size=442)
+    np.testing.assert_array_equal(full.params, same.params)
+    single = gd.optimize(reg, 0.1, epochs=3, batch_size=100)  # vectorised run r == a run on its own
+    np.testing.assert_allclose(runs.params[:, 1], single.params[:, 0], rtol=1e-14)
+
+
+def test_divergence_is_reported_without_warnings_or_nan_plots(reg2):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any overflow RuntimeWarning would fail the test
+        runs = gd.optimize(reg2, [0.1, 2.0 / reg2.L * 1.5, 1e200], steps=100, w0=[-1.0, 0.0])
+    assert runs.diverged.tolist() == [False, True, True]
+    assert runs.report()[0].startswith("lr 0.1: loss ")
+    assert runs.diverged_at[2] == 1
+    for r in (1, 2):
+        k = runs.diverged_at[r]
+        assert runs.message(r) == f"diverged at step {k}: loss exceeded {runs.threshold[r]:.3g}"
+        assert np.isnan(runs.loss[k + 1:, r]).all()
+        assert np.isfinite(runs.loss[: runs.valid(r), r]).all()
+        assert np.isfinite(runs.params[: runs.valid(r), r]).all()
+    assert runs.final_loss[1] == np.inf
+    assert re_match(r"lr 1e\+200: diverged at step 1: loss exceeded 2\.42e\+06", runs.report()[2])
+
+
+def re_match(pattern, text):
+    import re
+
+    return re.fullmatch(pattern, text) is not None
+
+
+def test_nonconvex_start_and_rate_decide_the_minimum():
+    s = gd.nonconvex_surface()
+    runs = gd.optimize(s, [0.05, 0.18], steps=300, w0=[1.6, 1.6])
+    reached = [s.nearest_minimum(w, 1e-6) for w in runs.final_params]
+    assert reached[0] == 3 and reached[1] == 0  # small step: worst local minimum; larger: global
+    corners = [[1.6, 1.6], [-1.6, 1.6], [1.6, -1.6], [-1.6, -1.6]]
+    by_start = gd.optimize(s, 0.05, steps=300, w0=corners)  # one rate, four starts
+    assert by_start.n_runs == 4 and np.all(by_start.lrs == 0.05)
+    assert [s.nearest_minimum(w, 1e-6) for w in by_start.final_params] == [3, 1, 2, 0]
+
+
+def test_lr_range_test_brackets_the_cliff(reg):
+    rt = gd.lr_range_test(reg, 1e-4, 10.0, steps=80, batch_size=32)
+    assert rt.suggestion < 2 / reg.L < rt.lrs[rt.stopped_at]
+    assert not gd.optimize(reg, rt.suggestion, epochs=5, batch_size=32).diverged[0]
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"lr": 0.0}, ValueError, "lr must be finite and > 0"),
+        ({"lr": -0.1}, ValueError, "lr"),
+        ({"lr": float("nan")}, ValueError, "lr"),
+        ({"lr": float("inf")}, ValueError, "lr"),
+        ({"lr": []}, ValueError, "lr"),
+        ({"lr": "fast"}, ValueError, "lr"),
+        ({"batch_size": 0}, ValueError, r"batch_size must be in \[1, 442\], got 0"),
+        ({"batch_size": 443}, ValueError, "batch_size"),
+        ({"batch_size": 2.5}, TypeError, "batch_size"),
+        ({"optimizer": "rmsprop"}, ValueError, r"optimizer='rmsprop' is not known; allowed: 'sgd'"),
+        ({"schedule": "linear"}, ValueError, r"schedule='linear' is not known; allowed: 'constant'"),
+        ({"schedule": 3}, TypeError, "schedule"),
+        ({"steps": 0}, ValueError, "steps"),
+        ({"steps": None}, ValueError, "exactly one of steps or epochs"),
+        ({"epochs": 2}, ValueError, "exactly one of steps or epochs"),
+        ({"w0": [1.0, 2.0, 3.0]}, ValueError, r"w0 must have shape \(2,\)"),
+        ({"lr": [0.1, 0.2], "w0": np.zeros((3, 2))}, ValueError, "w0 has 3 rows but there are 2 learning rates"),
+        ({"w0": [np.nan, 0.0]}, ValueError, "w0 must be finite"),
+        ({"momentum": 1.0}, ValueError, "momentum"),
+        ({"betas": (0.9,)}, ValueError, "betas"),
+        ({"grad_noise": -1.0}, ValueError, "grad_noise"),
+        ({"seed": -3}, ValueError, "seed must be >= 0"),
+    ],
+)
+def test_bad_input_names_the_argument(reg2, kwargs, exc, match):
+    args = {"lr": 0.1, "steps": 5} | kwargs
+    with pytest.raises(exc, match=match):
+        gd.optimize(reg2, **args)
+
+
+def test_bad_data_and_problems():
+    with pytest.raises(ValueError, match="X is empty"):
+        gd.LinearRegression(np.zeros((0, 2)), np.zeros(0))
+    with pytest.raises(ValueError, match=r"y must be 1-D with one entry per row of X \(5\)"):
+        gd.LinearRegression(np.zeros((5, 2)), np.zeros(4))
+    with pytest.raises(ValueError, match="finite"):
+        gd.LinearRegression(np.full((3, 1), np.nan), np.zeros(3))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        gd.LogisticRegression(np.ones((3, 1)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="positive definite"):
+        gd.Quadratic(np.diag([1.0, -1.0]))
+    with pytest.raises(ValueError, match="kappa"):
+        gd.quadratic(0.5)
+    with pytest.raises(ValueError, match=r"features='weight' is not known"):
+        gd.diabetes_regression(("bmi", "weight"))
+    with pytest.raises(ValueError, match="idx must be None"):
+        gd.quadratic(2.0).grad(np.zeros(2), idx=np.array([0]))
+    with pytest.raises(TypeError, match="problem"):
+        gd.optimize("diabetes", 0.1, steps=3)
+    with pytest.raises(ValueError, match="warmup"):
+        gd.Schedule("warmup")
+    with pytest.raises(ValueError, match="gamma"):
+        gd.Schedule("step", gamma=0.0)
+    with pytest.raises(ValueError, match="lr_max must be > lr_min"):
+        gd.lr_range_test(gd.quadratic(2.0), 1.0, 0.1)

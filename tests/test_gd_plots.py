@@ -1,0 +1,133 @@
+import contextlib
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import gd, gd_plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _all_lines(fig):
+    return [line for ax in fig.axes for line in ax.get_lines()]
+
+
+def _widgets(root, pred):
+    found, stack = [], [root]
+    while stack:
+        w = stack.pop()
+        if pred(w):
+            found.append(w)
+        stack.extend(getattr(w, "children", ()))
+    return found
+
+
+def test_comparison_runs_all_rates_in_one_call_and_marks_divergence():
+    settings = gd_plots.LRSettings(rates=(0.05, 0.5, 0.95, 1.05), steps=200)
+    runs, fig, lines = gd_plots.compare_learning_rates(settings)
+    problem = gd_plots.widget_problem("diabetes")
+    np.testing.assert_allclose(runs.lrs, np.array(settings.rates) * 2 / problem.L)
+    assert runs.diverged.tolist() == [False, False, False, True]
+    assert "1 of 4 runs diverged" in fig._suptitle.get_text()
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sum("diverged at step" in t for t in legend) == 1
+    assert lines[3].startswith("rate 4 = 1.05 × 2/L") and "diverged at step" in lines[3]
+    assert "loss exceeded" in lines[3]
+    for line in _all_lines(fig):  # nothing NaN is handed to matplotlib
+        assert np.isfinite(np.asarray(line.get_xydata(), float)).all()
+
+
+@pytest.mark.parametrize("problem", ["quadratic", "nonconvex"])
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_every_problem_and_optimizer_draws(problem, optimizer):
+    runs, fig, lines = gd_plots.compare_learning_rates(problem=problem, optimizer=optimizer, rates=(0.1, 1.5), steps=50)
+    assert len(lines) == 2 and runs.steps == 50
+    assert "runs diverged" in fig._suptitle.get_text() or "no run diverged" in fig._suptitle.get_text()
+
+
+def test_diverged_path_ends_on_the_window_edge():
+    path = np.array([[0.0, 0.0], [0.5, 0.5], [3.0, 0.5]])
+    clipped = gd_plots._clip_path(path, (-1.0, 1.0, -1.0, 1.0))
+    np.testing.assert_allclose(clipped, [[0, 0], [0.5, 0.5], [1.0, 0.5]])
+
+
+def test_widget_controls_redraw_and_report_divergence():
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        ui = gd_plots.learning_rate_widget()
+        assert plt.get_fignums() == []  # the figure lives in the widget, not in pyplot
+        descriptions = {w.description for w in _widgets(ui, lambda w: hasattr(w, "description"))}
+        assert {"rate 1", "rate 2", "rate 3", "rate 4", "use 1", "optimizer", "batch size", "steps", "problem"} <= descriptions
+        report = _widgets(ui, lambda w: "gd-report" in getattr(w, "_dom_classes", ()))[0]
+        assert "diverged" not in report.value
+        image = _widgets(ui, lambda w: "gd-figure" in getattr(w, "_dom_classes", ()))[0]
+        before = bytes(image.value)
+        assert before.startswith(b"\x89PNG")
+        rate1 = _widgets(ui, lambda w: getattr(w, "description", None) == "rate 1")[0]
+        rate1.value = 1.5  # past the cliff at 1.0 (units of 2/L)
+        assert bytes(image.value) != before  # redrawn
+        assert "rate 1 = 1.5 × 2/L" in report.value and "diverged at step" in report.value
+        _widgets(ui, lambda w: getattr(w, "description", None) == "use 2")[0].value = False
+        assert "rate 2" not in report.value and "rate 3 = 0.5 × 2/L" in report.value
+        _widgets(ui, lambda w: getattr(w, "description", None) == "problem")[0].value = "nonconvex"
+        assert _widgets(ui, lambda w: getattr(w, "description", None) == "batch size")[0].disabled
+
+
+def test_measure_redraw_reports_both_parts():
+    t = gd_plots.measure_redraw(repeats=2)
+    assert t["rates"] == 4 and t["steps"] == 200
+    assert t["compute_ms"] > 0 and t["draw_ms"] > 0
+
+
+def test_lr_batch_pairs_and_widget():
+    settings = gd_plots.PairSettings(pairs=((0.02, 8), (0.4, None)), epochs=20)
+    results, problem = gd_plots.lr_batch_runs(settings)
+    lines = gd_plots.lr_batch_report(results, problem)
+    assert lines[0].startswith("pair 1: η = 0.02, B = 8: loss - min")
+    assert "diverged at step" in lines[1]  # 0.4 > 2/L for the 10-feature regression
+    fig = gd_plots.lr_batch_figure(results, problem)
+    assert "1 of 2 runs diverged" in fig._suptitle.get_text()
+    with contextlib.redirect_stdout(io.StringIO()):
+        ui = gd_plots.lr_batch_widget()
+        report = _widgets(ui, lambda w: "gd-report" in getattr(w, "_dom_classes", ()))[0]
+        _widgets(ui, lambda w: getattr(w, "description", None) == "batch 1")[0].value = None
+        assert "pair 1: η = 0.01, B = full" in report.value
+
+
+def test_static_figures_draw():
+    p = gd_plots.widget_problem("diabetes")
+    gd_plots.surface_figure(p)
+    gd_plots.trace_1d_figure({"a": np.array([10.0, 6.0, 3.6])}, lambda x: x**2)
+    rt = gd.lr_range_test(p, steps=30)
+    gd_plots.range_test_figure(rt, cliff=2 / p.L)
+    gd_plots.noise_variance_figure(np.array([1, 2, 4]), {"x": np.array([1, 0.5, 0.25])}, {"x": np.array([1, 0.5, 0.25])})
+    gd_plots.scaling_figure(np.array([1.0, 2.0, 4.0]), {"linear": np.array([1.0, 0.5, np.inf])}, cliff_batch=3.0)
+    gd_plots.noise_ball_figure(np.array([0.1, 0.2]), np.array([1.0, 2.0]), np.array([1.0, 2.0]), {"c": np.ones(5)})
+
+
+def test_bad_settings():
+    with pytest.raises(ValueError, match="rates must hold 1 to 4"):
+        gd_plots.LRSettings(rates=(0.1,) * 5)
+    with pytest.raises(ValueError, match="lr must be finite and > 0"):
+        gd_plots.LRSettings(rates=(0.1, -1.0))
+    with pytest.raises(ValueError, match="optimizer='lbfgs' is not known"):
+        gd_plots.LRSettings(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="problem='rosenbrock' is not known"):
+        gd_plots.widget_problem("rosenbrock")
+    with pytest.raises(ValueError, match="pairs must hold 1 to 3"):
+        gd_plots.PairSettings(pairs=())
+    runs = gd.optimize(gd_plots.widget_problem("diabetes"), [0.1, 0.2], steps=3)
+    with pytest.raises(ValueError, match="labels must have one entry per run"):
+        gd_plots.trajectory_figure(runs, gd_plots.widget_problem("diabetes"), labels=["a"])
+    with pytest.raises(ValueError, match="2-D problem"):
+        gd_plots.draw_contour(plt.gca(), gd_plots.widget_problem("diabetes10"))
