@@ -34,6 +34,9 @@ WIDGET_PROBLEMS = {
     "quadratic, condition number 25": "quadratic",
     "non-convex: tilted double well": "nonconvex",
 }
+#: the widgets' dropdown value for "full batch" (ipywidgets cannot select a None value)
+FULL = 0
+
 #: batch sizes offered by the widgets (None = full batch)
 WIDGET_BATCHES = (None, 1, 8, 32, 128)
 DIVERGED_COLOR = "#D55E00"
@@ -337,8 +340,9 @@ def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - 
     uses = [w.Checkbox(value=i < len(s.rates), description=f"use {i + 1}", indent=False,
                        layout=w.Layout(width="80px")) for i in range(4)]
     optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
-    batch = w.Dropdown(options=[("full", None)] + [(str(b), b) for b in WIDGET_BATCHES if b], value=s.batch_size,
-                       description="batch size", style=style)
+    # ipywidgets treats value=None as "nothing selected", so "full" is the sentinel FULL (0) here
+    batch = w.Dropdown(options=[("full", FULL)] + [(str(b), b) for b in WIDGET_BATCHES if b],
+                       value=s.batch_size or FULL, description="batch size", style=style)
     steps = w.IntSlider(value=s.steps, min=10, max=500, step=10, description="steps", continuous_update=False,
                         style=style)
     problem = w.Dropdown(options=[(k, v) for k, v in WIDGET_PROBLEMS.items()], value=s.problem,
@@ -352,7 +356,7 @@ def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - 
         used = [i for i in range(4) if values[f"use{i}"]] or [0]
         chosen, names = tuple(values[f"rate{i}"] for i in used), tuple(f"rate {i + 1}" for i in used)
         prob = widget_problem(values["problem"])
-        b = values["batch"] if prob.n_examples > 1 else None
+        b = (values["batch"] or None) if prob.n_examples > 1 else None
         batch.disabled = prob.n_examples == 1
         cfg = LRSettings(rates=chosen, optimizer=values["optimizer"], batch_size=b, steps=values["steps"],
                          problem=values["problem"], momentum=s.momentum, seed=s.seed, names=names)
@@ -523,8 +527,8 @@ def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipy
     rates = [w.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.05, readout_format=".3g",
                               description=f"rate {i + 1}", continuous_update=False, style=style)
              for i, (lr, _) in enumerate(pairs[:3])]
-    batches = [w.Dropdown(options=[("full", None)] + [(str(v), v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256)],
-                          value=b, description=f"batch {i + 1}", style=style, layout=w.Layout(width="170px"))
+    batches = [w.Dropdown(options=[("full", FULL)] + [(str(v), v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256)],
+                          value=b or FULL, description=f"batch {i + 1}", style=style, layout=w.Layout(width="170px"))
                for i, (_, b) in enumerate(pairs[:3])]
     epochs = w.IntSlider(value=s.epochs, min=1, max=50, description="epochs", continuous_update=False, style=style)
     optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
@@ -534,7 +538,7 @@ def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipy
     image.add_class("gd-figure")
 
     def redraw(**v: object) -> None:
-        cfg = PairSettings(pairs=tuple((v[f"rate{i}"], v[f"batch{i}"]) for i in range(3)), epochs=v["epochs"],
+        cfg = PairSettings(pairs=tuple((v[f"rate{i}"], v[f"batch{i}"] or None) for i in range(3)), epochs=v["epochs"],
                            optimizer=v["optimizer"], problem=s.problem, seed=s.seed)
         results, problem = lr_batch_runs(cfg)
         image.value = figure_png(lr_batch_figure(results, problem))
