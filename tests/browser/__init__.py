@@ -1,0 +1,1 @@
+"""Real-browser (JupyterLab + headless Chromium) tests of the course widgets."""
