@@ -11,7 +11,9 @@ Activations are counted exactly with ``torch.autograd.graph.saved_tensors_hooks`
 packed for backward is recorded, deduplicated by its storage (views share storage), and
 parameters are excluded (they are already counted). This works the same on CPU and GPU and is
 deterministic, so notebooks can assert on it. On CUDA, :func:`cuda_peak_bytes` adds the
-allocator's view.
+allocator's view. :func:`track_live_tensors` gives an allocator-like view on any device: every
+tensor storage created and freed over a region (forward, backward, recomputation), hence the
+peak of live bytes.
 """
 
 from __future__ import annotations
@@ -221,3 +223,121 @@ def cuda_peak_bytes(fn: Callable[[], object], device: int | str | torch.device =
     fn()
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device)
+
+
+# --------------------------------------------------------------------------- live tensor memory
+@dataclass
+class LiveMemoryLog:
+    """Allocation/free events of tensor storages created inside :func:`track_live_tensors`.
+
+    ``events[i] = (storage_id, +nbytes)`` when a storage is created and ``(storage_id, -nbytes)``
+    when it is freed, in program order. ``grad_ids`` are the storages that ended up as parameter
+    gradients (``p.grad``); they are the same with or without checkpointing and are excluded by
+    default, so the numbers below measure activations and temporaries only.
+    """
+
+    events: list[tuple[int, int]] = field(default_factory=list)
+    grad_ids: set[int] = field(default_factory=set)
+    marks: dict[str, int] = field(default_factory=dict)
+    ops: int = 0
+    op_counts: dict[str, int] = field(default_factory=dict)  # e.g. {"aten.mm.default": 12, ...}
+
+    def series(self, include_grads: bool = False) -> list[int]:
+        """Live bytes after each event (the memory timeline of the step)."""
+        live, out = 0, []
+        for sid, delta in self.events:
+            if include_grads or sid not in self.grad_ids:
+                live += delta
+            out.append(live)
+        return out
+
+    def peak_bytes(self, include_grads: bool = False) -> int:
+        """Highest live bytes over the tracked region (0 if nothing was allocated)."""
+        return max(self.series(include_grads), default=0)
+
+    def bytes_at(self, mark: str, include_grads: bool = False) -> int:
+        """Live bytes at a point recorded with :meth:`LiveTensorTracker.mark`."""
+        if mark not in self.marks:
+            raise ValueError(f"mark must be one of {sorted(self.marks)}, got {mark!r}")
+        index = self.marks[mark]
+        return self.series(include_grads)[index - 1] if index else 0
+
+
+class LiveTensorTracker:
+    """Counts the bytes of every tensor storage created by an operator while active, and when
+    each is freed: an allocator's view of memory that works on any device and is deterministic.
+
+    Implemented with a ``TorchDispatchMode`` (sees every op, forward, backward and recomputation,
+    after autocast) and ``weakref.finalize`` on each new storage. Outputs of views and in-place
+    ops allocate nothing and are skipped; tensors that existed before the region (parameters,
+    inputs) are not counted. Scratch buffers inside a kernel are invisible to it.
+    """
+
+    def __init__(self, model: nn.Module | None = None) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        self.model = model
+        self.log = LiveMemoryLog()
+        self._ids: dict[int, int] = {}  # id(storage object) -> sequential storage id
+        self._finalizers: list[object] = []
+        self._next = 0
+        tracker = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                tracker.log.ops += 1
+                name = str(func)
+                tracker.log.op_counts[name] = tracker.log.op_counts.get(name, 0) + 1
+                # views and in-place ops return (part of) an existing storage: nothing allocated
+                if not any(r.alias_info is not None for r in func._schema.returns):
+                    for t in tree_flatten(out)[0]:
+                        if isinstance(t, torch.Tensor):
+                            tracker._track(t)
+                return out
+
+        self._mode = _Mode()
+
+    def _track(self, t: torch.Tensor) -> None:
+        import weakref
+
+        storage = t.untyped_storage()
+        key = id(storage)
+        if key in self._ids:
+            return
+        sid, nbytes = self._next, storage.nbytes()
+        self._next += 1
+        self._ids[key] = sid
+        self.log.events.append((sid, nbytes))
+        self._finalizers.append(weakref.finalize(storage, self._free, key, sid, nbytes))
+
+    def _free(self, key: int, sid: int, nbytes: int) -> None:
+        self._ids.pop(key, None)
+        self.log.events.append((sid, -nbytes))
+
+    def mark(self, name: str) -> None:
+        """Remember the current point of the timeline under ``name`` (e.g. 'forward end')."""
+        self.log.marks[name] = len(self.log.events)
+
+    def __enter__(self) -> LiveTensorTracker:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode.__exit__(*exc)
+        if self.model is not None:
+            for p in self.model.parameters():
+                if p.grad is not None and id(p.grad.untyped_storage()) in self._ids:
+                    self.log.grad_ids.add(self._ids[id(p.grad.untyped_storage())])
+        for fin in self._finalizers:  # the log ends here; surviving tensors no longer report to it
+            fin.detach()
+        self._finalizers.clear()
+
+
+def track_live_tensors(model: nn.Module | None = None) -> LiveTensorTracker:
+    """``with track_live_tensors(model) as tr: ...; tr.log.peak_bytes()``: live tensor bytes
+    over a region, parameter gradients of ``model`` excluded (see :class:`LiveTensorTracker`)."""
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
+    return LiveTensorTracker(model)

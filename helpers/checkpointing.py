@@ -1,0 +1,598 @@
+"""Gradient (activation) checkpointing, from scratch and via ``torch.utils.checkpoint`` (lesson 04).
+
+Backward needs tensors from the forward pass ("saved activations"). Checkpointing a segment of
+the network keeps only the segment's *input* during forward, runs the segment without recording
+anything, and in backward runs it again (with gradients on) to rebuild what backward needs:
+
+    forward : x0 -[seg 1, no_grad]-> x1 -[seg 2, no_grad]-> x2 -> loss     keep x0, x1 only
+    backward: recompute seg 2 from x1 -> backward through it -> grad of x1
+              recompute seg 1 from x0 -> backward through it -> grad of x0
+
+:func:`checkpoint` is that idea in one ``torch.autograd.Function`` (the "reentrant" design of
+``torch.utils.checkpoint``). It restores the random-number state so dropout draws the same masks
+in the recomputation, and the autocast state so the recomputation runs in the same precision.
+
+Policies for the course transformer (:class:`Policy`, :func:`plan`): ``none``, ``every`` block,
+``every_kth`` block, ``segments`` (k contiguous segments), ``sqrt`` (k = round(sqrt(n)), Chen et
+al. 2016) and ``selective`` (torch's selective activation checkpointing: keep matmul outputs,
+recompute cheap pointwise ops).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils import checkpoint as torch_checkpoint
+
+from helpers import memory
+from helpers.models import GPT, lm_loss
+
+POLICIES = ("none", "every", "every_kth", "segments", "sqrt", "selective")
+IMPLS = ("scratch", "torch")
+
+
+# --------------------------------------------------------------------------- RNG and autocast state
+@dataclass(frozen=True)
+class RNGState:
+    """The CPU generator's state and, for every CUDA device the inputs live on, its state."""
+
+    cpu: torch.Tensor
+    cuda_devices: tuple[int, ...] = ()
+    cuda: tuple[torch.Tensor, ...] = ()
+
+    @classmethod
+    def capture(cls, tensors: Sequence[torch.Tensor] = ()) -> RNGState:
+        devices = tuple(sorted({t.device.index or 0 for t in tensors if t.device.type == "cuda"}))
+        return cls(torch.get_rng_state(), devices, tuple(torch.cuda.get_rng_state(d) for d in devices))
+
+    @contextmanager
+    def restored(self) -> Iterator[None]:
+        """Run the block with this RNG state; the global state is put back afterwards, so the
+        recomputation neither sees different random numbers nor shifts later ones."""
+        with torch.random.fork_rng(devices=list(self.cuda_devices)):
+            torch.set_rng_state(self.cpu)
+            for device, state in zip(self.cuda_devices, self.cuda, strict=True):
+                torch.cuda.set_rng_state(state, device)
+            yield
+
+
+def _autocast_state() -> list[tuple[str, bool, torch.dtype]]:
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [(d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d)) for d in devices]
+
+
+# --------------------------------------------------------------------------- checkpoint from scratch
+_TENSOR = object()  # placeholder for tensor arguments in the saved argument template
+
+
+class _Checkpoint(torch.autograd.Function):
+    """Forward without saving internals; backward = recompute with grad, then backprop through it."""
+
+    @staticmethod
+    def forward(ctx, run_fn, preserve_rng_state, *args):
+        tensors = [a for a in args if torch.is_tensor(a)]
+        ctx.run_fn = run_fn
+        ctx.rng = RNGState.capture(tensors) if preserve_rng_state else None
+        ctx.autocast = _autocast_state()
+        ctx.template = [_TENSOR if torch.is_tensor(a) else a for a in args]
+        ctx.save_for_backward(*tensors)  # the only activations this segment keeps
+        with torch.no_grad():  # (already off inside Function.forward; explicit for the reader)
+            return run_fn(*args)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        saved = iter(ctx.saved_tensors)
+        inputs = [  # fresh leaves cut from the forward graph, so backward stops at them
+            next(saved).detach().requires_grad_(needs_grad) if a is _TENSOR else a
+            for a, needs_grad in zip(ctx.template, ctx.needs_input_grad[2:], strict=True)
+        ]
+        with ExitStack() as stack:
+            if ctx.rng is not None:
+                stack.enter_context(ctx.rng.restored())
+            for device, enabled, dtype in ctx.autocast:
+                stack.enter_context(torch.autocast(device, dtype=dtype, enabled=enabled))
+            with torch.enable_grad():
+                outputs = ctx.run_fn(*inputs)  # recompute: this time autograd records the graph
+        outputs = (outputs,) if torch.is_tensor(outputs) else tuple(outputs)
+        pairs = [(o, g) for o, g in zip(outputs, grad_outputs, strict=True) if o.requires_grad and g is not None]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        grads = [x.grad if torch.is_tensor(x) and x.requires_grad else None for x in inputs]
+        return (None, None, *grads)
+
+
+def checkpoint(fn: Callable[..., torch.Tensor], *args: object, preserve_rng_state: bool = True) -> torch.Tensor:
+    """Run ``fn(*args)`` keeping only its tensor inputs for backward; recompute in backward.
+
+    Parameters used inside ``fn`` get their gradients during ``loss.backward()`` as usual.
+    With ``preserve_rng_state=False`` the recomputation draws new random numbers (dropout masks
+    differ from the forward's, so the gradients are wrong): kept as an option to show that.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if not isinstance(preserve_rng_state, bool):
+        raise TypeError(f"preserve_rng_state must be a bool, got {preserve_rng_state!r}")
+    if not torch.is_grad_enabled():
+        return fn(*args)
+    if not any(torch.is_tensor(a) and a.requires_grad for a in args):
+        raise ValueError(
+            "checkpoint needs at least one tensor input with requires_grad=True: otherwise its output "
+            "does not require grad and the parameters inside fn would silently get no gradient"
+        )
+    return _Checkpoint.apply(fn, preserve_rng_state, *args)
+
+
+# --------------------------------------------------------------------------- policies
+def _matmul_ops() -> list[object]:
+    names = ["mm", "addmm", "bmm", "baddbmm", "_scaled_dot_product_flash_attention_for_cpu",
+             "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+             "_scaled_dot_product_cudnn_attention"]
+    return [getattr(torch.ops.aten, n).default for n in names if hasattr(torch.ops.aten, n)]
+
+
+#: ops whose outputs selective checkpointing keeps (the expensive ones); everything else is recomputed
+SAVE_OPS = tuple(_matmul_ops())
+
+
+def _save_matmuls(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
+    if op in SAVE_OPS:
+        return torch_checkpoint.CheckpointPolicy.MUST_SAVE
+    return torch_checkpoint.CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def selective_context() -> tuple[object, object]:
+    """The ``context_fn`` for ``torch.utils.checkpoint``: save matmul/attention outputs, recompute
+    the rest (LayerNorm, GELU, softmax, masking, dropout, adds)."""
+    return torch_checkpoint.create_selective_checkpoint_contexts(_save_matmuls)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which blocks to checkpoint, and how.
+
+    ``name``: 'none', 'every' (each block), 'every_kth' (blocks 0, k, 2k, ... each checkpointed,
+    the others stored as usual), 'segments' (k contiguous segments, each checkpointed as one),
+    'sqrt' (segments with k = round(sqrt(n_blocks))), 'selective' (each block with torch's
+    selective checkpointing). ``impl``: 'scratch' (:func:`checkpoint`) or 'torch'
+    (``torch.utils.checkpoint.checkpoint(use_reentrant=False)``); default 'scratch', and
+    'torch' for 'selective' (the only implementation there).
+    """
+
+    name: str = "none"
+    k: int | None = None
+    impl: str | None = None
+    preserve_rng_state: bool = True
+
+    def __post_init__(self) -> None:
+        if self.name not in POLICIES:
+            raise ValueError(f"policy name must be one of {POLICIES}, got {self.name!r}")
+        if self.name in ("every_kth", "segments"):
+            if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+                raise ValueError(f"policy {self.name!r} needs k, a positive int, got k={self.k!r}")
+        elif self.k is not None:
+            raise ValueError(f"policy {self.name!r} takes no k (only 'every_kth' and 'segments' do), got k={self.k!r}")
+        if self.impl is None:
+            object.__setattr__(self, "impl", "torch" if self.name == "selective" else "scratch")
+        if self.impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {self.impl!r}")
+        if self.name == "selective" and self.impl != "torch":
+            raise ValueError(f"selective checkpointing needs impl='torch', got impl={self.impl!r}")
+        if not isinstance(self.preserve_rng_state, bool):
+            raise TypeError(f"preserve_rng_state must be a bool, got {self.preserve_rng_state!r}")
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: 'every', 'segments(k=4)', 'every/torch', ..."""
+        k = "" if self.k is None else f"(k={self.k})"
+        impl = "/torch" if self.impl == "torch" and self.name != "selective" else ""
+        return f"{self.name}{k}{impl}"
+
+
+def as_policy(policy: Policy | str) -> Policy:
+    """Accept a :class:`Policy` or a bare name ('none', 'every', 'sqrt', 'selective')."""
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, str):
+        return Policy(policy)
+    raise TypeError(f"policy must be a Policy or one of {POLICIES}, got {type(policy).__name__}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Blocks ``start .. stop-1`` run as one unit, checkpointed or not."""
+
+    start: int
+    stop: int
+    checkpointed: bool
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def plan(policy: Policy | str, n_blocks: int) -> list[Segment]:
+    """How ``policy`` splits ``n_blocks`` blocks into (checkpointed) segments."""
+    policy = as_policy(policy)
+    if not isinstance(n_blocks, int) or isinstance(n_blocks, bool) or n_blocks < 1:
+        raise ValueError(f"n_blocks must be a positive int, got {n_blocks!r}")
+    n = n_blocks
+    if policy.name == "none":
+        return [Segment(0, n, False)]
+    if policy.name in ("every", "selective"):
+        return [Segment(i, i + 1, True) for i in range(n)]
+    if policy.name == "every_kth":
+        if policy.k > n:
+            raise ValueError(f"every_kth: k must be between 1 and n_blocks={n}, got k={policy.k}")
+        return [Segment(i, i + 1, i % policy.k == 0) for i in range(n)]
+    k = policy.k if policy.name == "segments" else sqrt_segments(n)
+    if k > n:
+        raise ValueError(f"segments: k must be between 1 and n_blocks={n}, got k={k}")
+    sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    bounds = [0]
+    for s in sizes:
+        bounds.append(bounds[-1] + s)
+    return [Segment(a, b, True) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def sqrt_segments(n_blocks: int) -> int:
+    """Chen et al.'s choice: about sqrt(n) segments of about sqrt(n) blocks."""
+    return max(1, round(math.sqrt(n_blocks)))
+
+
+# --------------------------------------------------------------------------- running the transformer
+def _segment_fn(blocks: Sequence[nn.Module]) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for block in blocks:
+            x = block(x)
+        return x
+
+    return run
+
+
+def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, policy: Policy | str = "none") -> torch.Tensor:
+    """Run a stack of blocks on ``x`` under ``policy``."""
+    policy = as_policy(policy)
+    for seg in plan(policy, len(blocks)):
+        fn = _segment_fn(list(blocks[seg.start : seg.stop]))
+        if not seg.checkpointed:
+            x = fn(x)
+        elif policy.impl == "scratch":
+            x = checkpoint(fn, x, preserve_rng_state=policy.preserve_rng_state)
+        else:
+            context = selective_context if policy.name == "selective" else torch_checkpoint.noop_context_fn
+            x = torch_checkpoint.checkpoint(fn, x, use_reentrant=False, context_fn=context,
+                                            preserve_rng_state=policy.preserve_rng_state)
+    return x
+
+
+def gpt_forward(
+    model: GPT, idx: torch.Tensor, targets: torch.Tensor | None = None, policy: Policy | str = "none"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``model(idx, targets)`` with its blocks checkpointed by ``policy``: (logits, loss)."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"model must be a helpers.models.GPT, got {type(model).__name__}")
+    x = run_blocks(model.blocks, model.embed(idx), policy)
+    logits = model.head(x)
+    return logits, None if targets is None else lm_loss(logits, targets)
+
+
+class CheckpointedGPT(nn.Module):
+    """Wraps a GPT (sharing its parameters) so that ``forward`` checkpoints by ``policy``."""
+
+    def __init__(self, model: GPT, policy: Policy | str = "every") -> None:
+        super().__init__()
+        if not isinstance(model, GPT):
+            raise TypeError(f"model must be a helpers.models.GPT, got {type(model).__name__}")
+        self.model = model
+        self.policy = as_policy(policy)
+        plan(self.policy, model.config.n_layer)  # validate k against the number of blocks now
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return gpt_forward(self.model, idx, targets, self.policy)
+
+
+# --------------------------------------------------------------------------- measuring
+def _autocast(dtype: torch.dtype | None, device: str) -> object:
+    if dtype is None:
+        return torch.autocast(device, enabled=False)
+    return torch.autocast(device, dtype=dtype)
+
+
+def train_step(
+    model: GPT, x: torch.Tensor, y: torch.Tensor, policy: Policy | str = "none",
+    autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """One forward + backward (gradients left in ``.grad``, set to None first); returns the loss."""
+    model.zero_grad(set_to_none=True)
+    with _autocast(autocast_dtype, x.device.type):
+        _, loss = gpt_forward(model, x, y, policy)
+    loss.backward()
+    return loss.item()
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """Memory of one training step, in bytes (parameter gradients excluded: see ``grads``).
+
+    ``saved``: what the forward pass saved for backward (saved-tensor hooks; views and parameters
+    not counted). ``forward_end``: live tensors when the forward pass returns. ``peak``: the highest
+    live tensor bytes over forward *and* backward, recomputation included. ``grads``: bytes of the
+    parameter gradients. ``recomputed_blocks``: block forwards run a second time (under
+    selective checkpointing they skip the saved ops). ``matmuls``: matrix-multiply and attention
+    kernels run in the whole step (forward, recomputation, backward).
+    """
+
+    saved: int
+    forward_end: int
+    peak: int
+    grads: int
+    recomputed_blocks: int
+    matmuls: int
+
+
+def _tracked_step(
+    model: GPT, x: torch.Tensor, y: torch.Tensor, policy: Policy | str, autocast_dtype: torch.dtype | None
+) -> tuple[StepMemory, memory.LiveMemoryLog]:
+    policy = as_policy(policy)
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    hooks = [b.register_forward_pre_hook(count) for b in model.blocks]  # pre: torch may stop early
+    try:
+        model.zero_grad(set_to_none=True)
+        with memory.track_live_tensors(model) as tracker:
+            with memory.record_saved_tensors(model) as saved, _autocast(autocast_dtype, x.device.type):
+                _, loss = gpt_forward(model, x, y, policy)
+            tracker.mark("forward end")
+            forward_calls = calls[0]
+            loss.backward()
+            del loss
+    finally:
+        for h in hooks:
+            h.remove()
+    log = tracker.log
+    result = StepMemory(saved=saved.total_bytes, forward_end=log.bytes_at("forward end"), peak=log.peak_bytes(),
+                        grads=memory.grad_bytes(model), recomputed_blocks=calls[0] - forward_calls,
+                        matmuls=sum(log.op_counts.get(str(op), 0) for op in SAVE_OPS))
+    return result, log
+
+
+def measure_memory(
+    model: GPT, x: torch.Tensor, y: torch.Tensor, policy: Policy | str = "none",
+    autocast_dtype: torch.dtype | None = None,
+) -> StepMemory:
+    """Measure one forward + backward step of ``model`` under ``policy`` (deterministic)."""
+    return _tracked_step(model, x, y, policy, autocast_dtype)[0]
+
+
+def memory_timeline(
+    model: GPT, x: torch.Tensor, y: torch.Tensor, policy: Policy | str = "none",
+    autocast_dtype: torch.dtype | None = None,
+) -> tuple[np.ndarray, int]:
+    """Live tensor bytes (parameter gradients excluded) after every allocation or free during
+    one step, and the index where the forward pass ended."""
+    _, log = _tracked_step(model, x, y, policy, autocast_dtype)
+    return np.array(log.series()), log.marks["forward end"]
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock seconds of interleaved runs: ``samples[name][i]`` is round ``i`` of ``name``."""
+
+    samples: dict[str, list[float]]
+
+    def median(self, name: str) -> float:
+        """Median seconds of ``name``."""
+        return statistics.median(self._get(name))
+
+    def ratio(self, name: str, baseline: str) -> float:
+        """Median over rounds of ``name``'s time / ``baseline``'s time in the same round: runs
+        next to each other see the same machine load, so the ratio is steadier than a ratio of
+        medians."""
+        return statistics.median(a / b for a, b in zip(self._get(name), self._get(baseline), strict=True))
+
+    def _get(self, name: str) -> list[float]:
+        if name not in self.samples:
+            raise ValueError(f"name must be one of {list(self.samples)}, got {name!r}")
+        return self.samples[name]
+
+
+def time_steps(
+    step_fns: dict[str, Callable[[], object]], repeats: int = 5, warmup: int = 1
+) -> Timings:
+    """Time zero-argument functions interleaved (A, B, C, A, B, C, ...) so that changing machine
+    load affects all alike; ``warmup`` untimed rounds first."""
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    if not step_fns:
+        raise ValueError("step_fns must name at least one function")
+    for _ in range(warmup):
+        for fn in step_fns.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in step_fns}
+    for _ in range(repeats):
+        for name, fn in step_fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return Timings(samples)
+
+
+def compare(
+    model: GPT, x: torch.Tensor, y: torch.Tensor, policies: Sequence[Policy | str], repeats: int = 3,
+    autocast_dtype: torch.dtype | None = None,
+) -> list[dict[str, object]]:
+    """One row per policy: memory (bytes, deterministic), block forwards recomputed, and, when
+    ``repeats > 0``, the median step time (s) from interleaved runs and its ratio to the first
+    policy's (median of per-round ratios). Memory numbers are safe to assert on; times are not."""
+    policies = [as_policy(p) for p in policies]
+    if not policies:
+        raise ValueError("policies must name at least one policy")
+    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 0:
+        raise ValueError(f"repeats must be an int >= 0, got {repeats!r}")
+    rows: list[dict[str, object]] = []
+    for policy in policies:
+        m = measure_memory(model, x, y, policy, autocast_dtype)
+        rows.append({"policy": policy.label, "peak": m.peak, "forward_end": m.forward_end, "saved": m.saved,
+                     "recomputed_blocks": m.recomputed_blocks, "matmuls": m.matmuls})
+    if repeats:
+        fns = {str(i): functools.partial(train_step, model, x, y, p, autocast_dtype) for i, p in enumerate(policies)}
+        timings = time_steps(fns, repeats=repeats)
+        for i, row in enumerate(rows):
+            row["time_s"] = timings.median(str(i))
+            row["time_ratio"] = timings.ratio(str(i), "0")
+    model.zero_grad(set_to_none=True)
+    return rows
+
+
+def predict_peak(policy: Policy | str, n_blocks: int, fixed: float, input_bytes: float, block_bytes: float) -> float:
+    """The peak that the memory model predicts for ``policy`` on ``n_blocks`` equal blocks.
+
+    ``fixed``: bytes that do not depend on depth (embedding, head, loss, gradient buffers);
+    ``input_bytes`` (b): one block's input, what a checkpoint keeps; ``block_bytes`` (c): all a
+    plain block keeps for backward. At the end of forward the model holds the checkpoint inputs
+    and the plain blocks' tensors; while segment j is recomputed, it holds the inputs of the
+    checkpointed segments up to j, the plain blocks before j, and segment j's internals. The peak
+    is the largest of these, plus ``fixed``.
+    """
+    segments = plan(policy, n_blocks)
+    for name, value in (("fixed", fixed), ("input_bytes", input_bytes), ("block_bytes", block_bytes)):
+        if not value >= 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+    candidates = [sum(input_bytes if s.checkpointed else len(s) * block_bytes for s in segments)]
+    kept = 0.0
+    for seg in segments:
+        if seg.checkpointed:
+            candidates.append(kept + input_bytes + len(seg) * block_bytes)
+            kept += input_bytes
+        else:
+            kept += len(seg) * block_bytes
+    return fixed + max(candidates)
+
+
+# --------------------------------------------------------------------------- the schedule, drawn
+def schedule(policy: Policy | str, n_blocks: int) -> list[tuple[str, int]]:
+    """The order of work in one step as ``(phase, block)`` with phase 'forward', 'recompute' or
+    'backward': all forwards, then per segment from the last, its recomputation (if checkpointed)
+    followed by backward through its blocks in reverse."""
+    events = [("forward", i) for i in range(n_blocks)]
+    for seg in reversed(plan(policy, n_blocks)):
+        if seg.checkpointed:
+            events += [("recompute", i) for i in range(seg.start, seg.stop)]
+        events += [("backward", i) for i in reversed(range(seg.start, seg.stop))]
+    return events
+
+
+def draw_schedule(policy: Policy | str, n_blocks: int, ax: object = None) -> object:
+    """A strip of the step's work (forward, recompute, backward, one cell per block) and, under it,
+    how many blocks' internals and how many kept block inputs are alive (unit sizes)."""
+    import matplotlib.pyplot as plt
+
+    from helpers.plots import PALETTE
+
+    policy = as_policy(policy)
+    events = schedule(policy, n_blocks)
+    segs = plan(policy, n_blocks)
+    owner = {i: s for s in segs for i in range(s.start, s.stop)}
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 2.0))
+    colours = {"forward": PALETTE[0], "recompute": PALETTE[1], "backward": PALETTE[2]}
+    internals, inputs, live_int, live_in = set(), set(), [], []
+    for t, (phase, i) in enumerate(events):
+        ax.add_patch(plt.Rectangle((t, 1.1), 0.95, 0.8, color=colours[phase]))
+        ax.text(t + 0.47, 1.5, str(i), ha="center", va="center", fontsize=7, color="white")
+        seg = owner[i]
+        if phase == "forward" and seg.checkpointed and i == seg.start:
+            inputs.add(i)
+        if phase == "recompute" or (phase == "forward" and not seg.checkpointed):
+            internals.add(i)
+        if phase == "backward":
+            internals.discard(i)
+            inputs.discard(i)
+        live_int.append(len(internals))
+        live_in.append(len(inputs))
+    steps = np.arange(len(events)) + 0.5
+    scale = 0.9 / n_blocks  # the same units in every panel: n blocks' worth fills the lower half
+    ax.step(steps, np.array(live_int) * scale, where="mid", color=PALETTE[3], label="blocks' internals kept")
+    ax.step(steps, np.array(live_in) * scale, where="mid", color=PALETTE[4], ls="--", label="checkpoint inputs kept")
+    for phase, c in colours.items():
+        ax.plot([], [], "s", color=c, label=phase)
+    ax.set(xlim=(0, len(events)), ylim=(0, 2), yticks=[], xlabel="time (one cell = one block's work)",
+           title=f"{policy.label}, {n_blocks} blocks: {sum(p == 'recompute' for p, _ in events)} blocks recomputed")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(False)
+    return ax
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """``value ~ fixed + scale * n ** exponent`` (see :func:`fit_power_law`)."""
+
+    fixed: float
+    scale: float
+    exponent: float
+    loglog_slope: float  # the plain log-log slope, fixed part not separated
+
+    def __call__(self, n: float | np.ndarray) -> float | np.ndarray:
+        return self.fixed + self.scale * np.asarray(n, dtype=float) ** self.exponent
+
+
+def fit_power_law(ns: Sequence[float], values: Sequence[float]) -> PowerLaw:
+    """Least-squares fit of ``values = fixed + scale * ns**exponent`` (relative errors).
+
+    Memory of a model = a part that does not depend on depth (embedding, head, loss) + a part
+    that grows with depth n; the growth exponent is what Chen et al.'s O(sqrt n) is about, and a
+    plain log-log slope mixes the two. For each exponent, (fixed, scale) is a linear fit; the
+    exponent is found by a bounded 1-D search.
+    """
+    from scipy.optimize import minimize_scalar
+
+    n = np.asarray(ns, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if n.ndim != 1 or n.shape != v.shape or len(n) < 3:
+        raise ValueError(f"ns and values must be 1-D of equal length >= 3, got shapes {n.shape} and {v.shape}")
+    if (n <= 0).any() or (v <= 0).any():
+        raise ValueError("ns and values must be positive")
+
+    def solve(p: float) -> tuple[float, float, float]:
+        design = np.stack([np.ones_like(n), n**p], axis=1) / v[:, None]  # relative residuals
+        (fixed, scale), *_ = np.linalg.lstsq(design, np.ones_like(v), rcond=None)
+        return float(np.sum((design @ [fixed, scale] - 1) ** 2)), float(fixed), float(scale)
+
+    best = minimize_scalar(lambda p: solve(p)[0], bounds=(0.05, 2.0), method="bounded",
+                           options={"xatol": 1e-6})
+    _, fixed, scale = solve(best.x)
+    slope = float(np.polyfit(np.log(n), np.log(v), 1)[0])
+    return PowerLaw(fixed=fixed, scale=scale, exponent=float(best.x), loglog_slope=slope)
+
+
+def max_grad_difference(a: nn.Module, b: nn.Module) -> float:
+    """Largest absolute difference between the ``.grad`` of two models' matching parameters."""
+    diffs = []
+    for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        if pa.shape != pb.shape:
+            raise ValueError(f"parameter {na!r} {tuple(pa.shape)} does not match {nb!r} {tuple(pb.shape)}")
+        if pa.grad is None or pb.grad is None:
+            raise ValueError(f"parameter {na!r} has no gradient in one of the models")
+        diffs.append((pa.grad - pb.grad).abs().max().item())
+    return max(diffs)
+
+
+__all__ = [
+    "IMPLS", "POLICIES", "SAVE_OPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
+    "StepMemory", "Timings", "as_policy", "checkpoint", "compare", "draw_schedule", "fit_power_law", "gpt_forward",
+    "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "run_blocks", "schedule",
+    "selective_context", "sqrt_segments", "time_steps", "train_step",
+]
