@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 KERNEL := course
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 CELL_TIMEOUT ?= 300
+# OpenMP spin-waiting makes torch 10-30x slower on a busy 2-core machine (see helpers/__init__.py)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: help setup lab test test-unit test-notebooks notebooks lint lock bench clean
 

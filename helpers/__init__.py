@@ -22,6 +22,12 @@ Import submodules explicitly (``from helpers import gd``); this package imports 
 
 from __future__ import annotations
 
+import os as _os
+
+# OpenMP threads that spin-wait make torch 10-30x slower when other processes share the cores
+# (measured on the 2-core course machine). It must be set before torch is first imported.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "setup"]
