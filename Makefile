@@ -51,5 +51,8 @@ lock:
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
 	@echo "requirements.lock updated; run 'make setup'"
 
+bench: setup
+	$(PY) scripts/bench.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache **/__pycache__
