@@ -101,6 +101,82 @@ def tiny_stories(path: Path, n_sentences: int = 2400, seed: int = 1234) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+# --- lessons 06-07: time series (appended by issue 7) -------------------------------------------
+
+
+@generator("interest_inflation.csv")
+def interest_inflation(path: Path) -> None:
+    """Lütkepohl's e6: West German inflation (Dp) and long-term interest rate (R), 1972Q2-1998Q4."""
+    from statsmodels.datasets import interest_inflation as ds
+
+    df = ds.load_pandas().data
+    df["year"] = df["year"].astype(int)
+    df["quarter"] = df["quarter"].astype(int)
+    df.to_csv(path, index=False, float_format="%.10g")
+
+
+def black_friday(year: int) -> pd.Timestamp:
+    """The day after the fourth Thursday of November."""
+    nov1 = pd.Timestamp(year=year, month=11, day=1)
+    first_thursday = nov1 + pd.Timedelta(days=(3 - nov1.weekday()) % 7)
+    return first_thursday + pd.Timedelta(days=22)
+
+
+@generator("daily_demand.csv")
+def daily_demand(path: Path) -> None:
+    """A generated daily series with KNOWN trend changepoint, weekly/yearly/monthly seasonality,
+    two holidays and a temperature regressor (truth: helpers.timeseries.datasets.DAILY_DEMAND_TRUTH)."""
+    from helpers.timeseries.datasets import DAILY_DEMAND_TRUTH as tr
+
+    rng = np.random.default_rng(tr["seed"])
+    ds = pd.date_range(tr["start"], tr["end"], freq="D")
+    n = len(ds)
+    t = np.arange(n, dtype=float)
+    t_cp = float((pd.Timestamp(tr["changepoint"]) - ds[0]).days)
+    trend = tr["intercept"] + tr["slope_before"] * t + (tr["slope_after"] - tr["slope_before"]) * np.maximum(0.0, t - t_cp)
+    weekly = np.asarray(tr["weekly"])[ds.dayofweek]
+    doy = 2 * np.pi * ds.dayofyear.to_numpy() / 365.25
+    yearly = tr["yearly_sin"] * np.sin(doy) + tr["yearly_cos"] * np.cos(doy)
+    epoch_days = (ds - pd.Timestamp("1970-01-01")).days.to_numpy().astype(float)
+    monthly = tr["monthly_amplitude"] * np.cos(2 * np.pi * epoch_days / 30.5)
+    # temperature: a seasonal cycle plus AR(1) weather noise (so it is not just a copy of the season)
+    ar = np.zeros(n)
+    shocks = rng.normal(0.0, 2.5, n)
+    for i in range(1, n):
+        ar[i] = 0.8 * ar[i - 1] + shocks[i]
+    temperature = 12.0 + 9.0 * np.sin(2 * np.pi * (ds.dayofyear.to_numpy() - 105) / 365.25) + ar
+    event = np.array([""] * n, dtype=object)
+    for year in sorted(set(ds.year)):
+        for name, day in (("black_friday", black_friday(year)), ("christmas", pd.Timestamp(year=year, month=12, day=25))):
+            event[ds == day] = name
+    holiday = np.array([tr["holidays"].get(e, 0.0) for e in event])
+    y = trend + weekly + yearly + monthly + tr["temperature_beta"] * temperature + holiday + rng.normal(0.0, tr["noise_sd"], n)
+    df = pd.DataFrame({"date": ds.strftime("%Y-%m-%d"), "y": y.round(3), "temperature": temperature.round(3), "event": event})
+    df.to_csv(path, index=False)
+
+
+@generator("store_panel.csv")
+def store_panel(path: Path) -> None:
+    """A generated panel: daily unit sales of 16 related stores with a shared weekly pattern,
+    store-specific level/trend/amplitude and planned promotions (+50% mean sales)."""
+    from helpers.timeseries.datasets import STORE_PANEL_TRUTH as tr
+
+    rng = np.random.default_rng(tr["seed"])
+    ds = pd.date_range(tr["start"], periods=tr["periods"], freq="D")
+    base_week = np.asarray(tr["weekly"])  # Monday..Sunday
+    frames = []
+    for i in range(tr["n_series"]):
+        level = rng.uniform(20.0, 80.0)
+        growth = rng.uniform(-0.15, 0.3)  # log growth per year
+        amplitude = rng.uniform(0.5, 1.5)
+        week = 1.0 + amplitude * (base_week - 1.0)
+        promo = (rng.random(len(ds)) < tr["promo_rate"]).astype(int)
+        mean = level * week[ds.dayofweek] * np.exp(growth * np.arange(len(ds)) / 365.0) * (1.0 + tr["promo_uplift"] * promo)
+        sales = rng.poisson(mean)
+        frames.append(pd.DataFrame({"series_id": f"store_{i + 1:02d}", "date": ds.strftime("%Y-%m-%d"), "sales": sales, "promo": promo}))
+    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

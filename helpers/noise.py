@@ -22,13 +22,24 @@ WARNING_FILTERS: list[tuple[str, str, type[Warning], str]] = [
     ("ignore", r".*does not have many workers.*", UserWarning, r"lightning\..*"),
     ("ignore", r".*GPU available but not used.*", UserWarning, r"lightning\..*"),
     ("ignore", r".*Checkpoint directory .* exists and is not empty.*", UserWarning, r"lightning\..*"),
+    # GluonTS 0.17 / Lightning 2.6 on torch 2.13 + pandas 2.3 (lesson 07; found by recording every
+    # warning of a DeepAR/SimpleFeedForward fit and forecast):
+    ("ignore", r"Using `json`-module for json-handling.*", UserWarning, r"gluonts\.json"),
+    ("ignore", r"'M' is deprecated and will be removed in a future version, please use 'ME' instead", FutureWarning, r"gluonts\..*"),
+    ("ignore", r"Using a non-tuple sequence for multidimensional indexing is deprecated.*", UserWarning, r"gluonts\.torch\.util"),
+    # GluonTS gives its modules a validation_step; without validation data Lightning says it skips it.
+    ("ignore", r"You defined a `validation_step` but have no `val_dataloader`.*", UserWarning, r"lightning\.pytorch\.trainer\.configuration_validator"),
+    ("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated.*", FutureWarning, r"lightning\.pytorch\.utilities\._pytree"),
+    # sktime's ThetaForecaster fits statsmodels' SimpleExpSmoothing; on some backtest folds its
+    # optimiser stops at the iteration limit (ConvergenceWarning, a UserWarning subclass).
+    ("ignore", r"Optimization failed to converge\. Check mle_retvals", UserWarning, r"statsmodels\.tsa\.holtwinters\.model"),
 ]
 
 #: loggers that print INFO chatter to stderr; raised to WARNING (or ERROR where stated).
 QUIET_LOGGERS: dict[str, int] = {
     "cmdstanpy": logging.WARNING,
     "prophet": logging.WARNING,
-    "prophet.plot": logging.ERROR,  # "Importing plotly failed": plotly is optional, not used here
+    "prophet.plot": logging.CRITICAL,  # "Importing plotly failed" (logged at ERROR): plotly is optional, not used here
     "lightning": logging.WARNING,
     "lightning.pytorch": logging.WARNING,
     "lightning.pytorch.utilities.rank_zero": logging.WARNING,

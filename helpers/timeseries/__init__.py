@@ -1,0 +1,87 @@
+"""Forecasting helpers for lessons 06-07 (statsmodels, pykalman, sktime, Prophet, GluonTS).
+
+- :mod:`~helpers.timeseries.datasets`    loaders for the series in ``data/`` and the known truth
+  of the generated ones
+- :mod:`~helpers.timeseries.stationarity` ADF + KPSS side by side
+- :mod:`~helpers.timeseries.metrics`     MASE / sMAPE / MAPE / coverage via sktime's metrics
+- :mod:`~helpers.timeseries.kalman`      structural state-space models, constrained EM with
+  pykalman, and an sktime adapter
+- :mod:`~helpers.timeseries.gluon`       a quiet Lightning sandbox and an sktime adapter for GluonTS
+- :mod:`~helpers.timeseries.leaderboard` hold-out + expanding-window backtest for any sktime forecaster
+- :mod:`~helpers.timeseries.plots`       forecast plots with intervals and quantile fans
+
+Importing this package applies :func:`~helpers.timeseries._quiet.quiet_forecasting_libraries`
+(precise fixes for sktime's filter reset and cmdstanpy/prophet logging); GluonTS itself is
+imported only when used.
+"""
+
+from __future__ import annotations
+
+from helpers.timeseries._quiet import quiet_forecasting_libraries
+
+quiet_forecasting_libraries()
+
+from helpers.timeseries.datasets import (  # noqa: E402
+    DAILY_DEMAND_TRUTH,
+    STORE_PANEL_TRUTH,
+    airline,
+    daily_demand,
+    daily_demand_holidays,
+    interest_inflation,
+    macrodata,
+    nile,
+    store_panel,
+    store_panel_multiindex,
+    uschange,
+)
+from helpers.timeseries.gluon import GluonTSForecaster, lightning_sandbox, seeded  # noqa: E402
+from helpers.timeseries.kalman import (  # noqa: E402
+    EMResult,
+    StateSpaceModel,
+    StructuralKalmanForecaster,
+    fit_em,
+    forecast,
+    local_level,
+    local_linear_trend,
+    structural,
+    to_pykalman,
+)
+from helpers.timeseries.leaderboard import Leaderboard, run_leaderboard  # noqa: E402
+from helpers.timeseries.metrics import interval_coverage, point_metrics, scorers  # noqa: E402
+from helpers.timeseries.plots import plot_fan, plot_forecasts  # noqa: E402
+from helpers.timeseries.stationarity import stationarity_table  # noqa: E402
+
+__all__ = [
+    "DAILY_DEMAND_TRUTH",
+    "STORE_PANEL_TRUTH",
+    "EMResult",
+    "GluonTSForecaster",
+    "Leaderboard",
+    "StateSpaceModel",
+    "StructuralKalmanForecaster",
+    "airline",
+    "daily_demand",
+    "daily_demand_holidays",
+    "fit_em",
+    "forecast",
+    "interest_inflation",
+    "interval_coverage",
+    "lightning_sandbox",
+    "local_level",
+    "local_linear_trend",
+    "macrodata",
+    "nile",
+    "plot_fan",
+    "plot_forecasts",
+    "point_metrics",
+    "quiet_forecasting_libraries",
+    "run_leaderboard",
+    "scorers",
+    "seeded",
+    "stationarity_table",
+    "store_panel",
+    "store_panel_multiindex",
+    "structural",
+    "to_pykalman",
+    "uschange",
+]
