@@ -1,0 +1,32 @@
+"""Pipeline parallelism (lesson 05): split a model into stages, schedule micro-batches, run them.
+
+Modules:
+
+- ``split``     partition the course GPT into contiguous stages, balanced by parameters or time
+- ``schedules`` GPipe, 1F1B and interleaved 1F1B as per-rank lists of actions, and a validator
+- ``simulate``  a discrete-event simulator: timelines, bubble fraction, peak in-flight micro-batches
+- ``runtime``   the course's own executor: real processes, ``torch.distributed`` send/recv
+- ``torch_pp``  the same split run by ``torch.distributed.pipelining``
+- ``launch``    start ranks from a notebook (spawn) or run under ``torchrun``
+- ``draw``      timeline pictures;  ``widgets``  the schedule explorer widget
+
+``python -m helpers.pipeline --help`` (or ``torchrun ... -m helpers.pipeline``) is the shell entry.
+"""
+
+from __future__ import annotations
+
+from helpers.pipeline.schedules import (
+    SCHEDULES,
+    Action,
+    Schedule,
+    ScheduleError,
+    bubble_formula,
+    make_schedule,
+    validate,
+)
+from helpers.pipeline.simulate import Timeline, simulate
+
+__all__ = [
+    "SCHEDULES", "Action", "Schedule", "ScheduleError", "Timeline", "bubble_formula",
+    "make_schedule", "simulate", "validate",
+]

@@ -1,0 +1,140 @@
+"""Shell entry: train the course GPT with pipeline parallelism, under torchrun or on its own.
+
+One machine, CPU (gloo)::
+
+    torchrun --standalone --nproc-per-node 2 -m helpers.pipeline --schedule 1f1b -m 4 --check
+
+GPUs (NCCL is picked automatically when every local rank has its own GPU)::
+
+    torchrun --standalone --nproc-per-node 4 -m helpers.pipeline --schedule interleaved -m 8 -v 2 \\
+        --n-layer 6
+
+Several nodes (run on every node; HOST is node 0's address)::
+
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
+        --rdzv-id pp1 -m helpers.pipeline --schedule 1f1b -m 8 --n-layer 6
+
+Without torchrun, ``python -m helpers.pipeline --nproc 2 ...`` spawns the ranks itself, and
+``--simulate`` only prints the simulated timeline's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from helpers.pipeline.jobs import EXECUTORS
+    from helpers.pipeline.schedules import SCHEDULES
+
+    ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--schedule", default="1f1b", choices=SCHEDULES)
+    ap.add_argument("-m", "--microbatches", type=int, default=4)
+    ap.add_argument("-v", "--chunks", type=int, default=1, help="model chunks per rank (interleaved)")
+    ap.add_argument("--executor", default="ours", choices=EXECUTORS)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--n-layer", type=int, default=4)
+    ap.add_argument("--n-embd", type=int, default=64)
+    ap.add_argument("--block-size", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per distributed operation")
+    ap.add_argument("--check", action="store_true",
+                    help="compare with the unsplit model on rank 0 (exit 1 if not equal)")
+    ap.add_argument("--tolerance", type=float, default=1e-5)
+    ap.add_argument("--nproc", type=int, default=2, help="ranks to spawn when not under torchrun")
+    ap.add_argument("--simulate", action="store_true", help="only simulate (no processes)")
+    ap.add_argument("--fail-rank", type=int, default=None,
+                    help="inject a failure on this rank at the start of step 0 (fault demo)")
+    return ap.parse_args(argv)
+
+
+def build_job(args: argparse.Namespace):  # noqa: ANN201
+    from helpers.pipeline.jobs import Fault, make_job
+
+    fault = None if args.fail_rank is None else Fault(rank=args.fail_rank)
+    return make_job(args.schedule, args.microbatches, args.chunks, n_layer=args.n_layer,
+                    n_embd=args.n_embd, block_size=args.block_size, batch_size=args.batch_size,
+                    steps=args.steps, seed=args.seed, executor=args.executor, fault=fault,
+                    return_state=args.check, record=args.executor == "ours")
+
+
+def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """Print the run's summary; with --check compare with the unsplit model. Returns exit code."""
+    from helpers.pipeline.jobs import check_equivalence
+    from helpers.pipeline.split import layer_names
+
+    names = layer_names(run.job.n_layers)
+    world, backend, device = len(run.ranks), run.ranks[0].backend, run.ranks[0].device
+    stages = " | ".join(", ".join(names[a:b]) for a, b in run.bounds)
+    v = f", v={run.job.v}" if run.job.v > 1 else ""
+    print(f"pipeline: {run.job.schedule} ({run.job.executor} executor), {world} ranks, "
+          f"{backend} on {device}, m={run.job.m}{v}; stages: {stages}")
+    for i, (loss, t) in enumerate(zip(run.losses, run.step_times, strict=True)):
+        print(f"step {i}: loss {loss:.4f}  time {t * 1e3:.1f} ms")
+    if run.job.executor == "ours" and run.job.record:
+        print(run.timeline().summary())
+    if not args.check:
+        return 0
+    eq = check_equivalence(run, atol=args.tolerance)
+    print(f"equivalence: {eq.summary()}")
+    return 0 if eq.ok else 1
+
+
+def main_torchrun(args: argparse.Namespace) -> int:
+    """One rank under torchrun: run the job, gather the results on rank 0, report there."""
+    import torch.distributed as dist
+
+    from helpers.pipeline.jobs import PipelineRun, run_jobs_on_rank
+    from helpers.pipeline.launch import init_from_env, shutdown
+
+    device = None if args.device == "auto" else args.device
+    ctx = init_from_env(threads=args.threads, device=device, timeout=args.timeout)
+    try:
+        job = build_job(args)
+        sched, bounds = job.plan(ctx.world)
+        mine = run_jobs_on_rank(ctx, [job])[0]
+        gathered = [None] * ctx.world if ctx.rank == 0 else None
+        ctx.set_action(len(job.batches), "gather results")
+        dist.gather_object(mine, gathered, dst=0)
+        code = 0
+        if ctx.rank == 0:
+            run = PipelineRun(job, sched, bounds, list(gathered))  # type: ignore[arg-type]
+            code = report(run, args)
+        return code
+    except Exception as exc:
+        print(f"rank {ctx.rank} failed during {ctx.last_action}: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        raise
+    finally:
+        shutdown()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.simulate:
+        from helpers.pipeline.schedules import make_schedule
+        from helpers.pipeline.simulate import simulate
+
+        tl = simulate(make_schedule(args.schedule, args.nproc, args.microbatches, args.chunks))
+        print(tl.summary())
+        print("peak in-flight micro-batches per stage:", tl.peak_in_flight())
+        return 0
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return main_torchrun(args)
+    from helpers.pipeline.jobs import run
+
+    job = build_job(args)
+    device = None if args.device == "auto" else args.device
+    (result,) = run(job, args.nproc, threads=args.threads, device=device, timeout=args.timeout)
+    return report(result, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Timing experiments on real processes, each in ONE launch with its variants interleaved
+(A, B, A, B, ...) so that a change in machine load hits both alike; medians of several steps.
+
+- :func:`measure_speedup`: a 2-stage pipeline on 2 processes (1 thread each) against one
+  process running the unsplit model with the same total thread budget (2 threads), compared
+  with the pipeline's bound ``2m/(m+1)`` (the ideal pipeline over one stage-time per micro-batch).
+  With ``compare_torch=True`` it also times ``torch.distributed.pipelining`` on the same model,
+  split, schedule and data, against the course executor.
+
+Timings are noisy on a shared machine: rerun when it is quiet.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from helpers.pipeline.jobs import PipelineJob, build_model, make_job, make_optimizer, torch_threads
+
+
+def _single_process_steps(job: PipelineJob, threads: int) -> list[float]:
+    """Step times of the unsplit model on the full batch (forward, backward, optimiser step)."""
+    with torch_threads(threads):
+        model = build_model(job)
+        opt = make_optimizer(job, list(model.parameters()))
+        times = []
+        for x, y in job.batches:
+            t = time.perf_counter()
+            _, loss = model(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t)
+        return times
+
+
+def speedup_rank(ctx: Any, job: PipelineJob, rounds: int, threads_total: int,
+                 compare_torch: bool = False) -> dict[str, list[float]]:
+    """Rank function: alternate single-process baselines (on rank 0, the others wait at a
+    barrier) and the pipeline (all ranks, one thread each; with ``compare_torch`` also the same
+    job run by ``torch.distributed.pipelining``). Drops each run's first step."""
+    from helpers.pipeline import runtime, torch_pp
+
+    out: dict[str, list[float]] = {k: [] for k in ("single", "single_1thread", "pipeline",
+                                                   "pipeline_cpu", "torch", "torch_cpu")}
+    for _ in range(rounds):
+        dist.barrier()
+        if ctx.rank == 0:
+            out["single"] += _single_process_steps(job, threads_total)[1:]
+            out["single_1thread"] += _single_process_steps(job, 1)[1:]
+        dist.barrier()
+        torch.set_num_threads(1)
+        ours = runtime.run_rank(ctx, job)
+        out["pipeline"] += ours.step_times[1:]
+        out["pipeline_cpu"] += ours.cpu_times[1:]
+        if compare_torch:
+            theirs = torch_pp.run_rank(ctx, replace(job, executor="torch"))
+            out["torch"] += theirs.step_times[1:]
+            out["torch_cpu"] += theirs.cpu_times[1:]
+    return out
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """Median step times (seconds) of one :func:`measure_speedup` run."""
+
+    m: int
+    single_s: float  # one process, threads_total threads, unsplit model, full batch
+    single_1thread_s: float  # the same with one thread
+    pipeline_s: float  # 2-stage pipeline (our executor), 1 thread per rank: the slower rank
+    pipeline_cpu_s: float  # CPU seconds per step, both ranks together
+    torch_s: float | None = None  # the same pipeline run by torch.distributed.pipelining
+    torch_cpu_s: float | None = None
+
+    @property
+    def speedup(self) -> float:
+        """Pipeline vs one process with the same total thread budget."""
+        return self.single_s / self.pipeline_s
+
+    @property
+    def speedup_vs_1thread(self) -> float:
+        """Pipeline vs one process with one thread (what the bound assumes per stage)."""
+        return self.single_1thread_s / self.pipeline_s
+
+    @property
+    def bound(self) -> float:
+        return 2 * self.m / (self.m + 1)
+
+    @property
+    def share_of_bound(self) -> float:
+        return self.speedup / self.bound
+
+    @property
+    def busy(self) -> bool:
+        """True when 2 threads ran slower than 1: other programs hold the cores."""
+        return self.single_s > self.single_1thread_s
+
+    def summary(self) -> str:
+        text = (f"m={self.m}: one process {self.single_s * 1e3:.1f} ms/step "
+                f"(1 thread: {self.single_1thread_s * 1e3:.1f} ms), 2-stage pipeline "
+                f"{self.pipeline_s * 1e3:.1f} ms/step -> speedup {self.speedup:.2f}x "
+                f"({self.speedup_vs_1thread:.2f}x over 1 thread), bound 2m/(m+1) = "
+                f"{self.bound:.2f}x: {100 * self.share_of_bound:.0f}% of bound")
+        if self.torch_s is not None and self.torch_cpu_s is not None:
+            text += (f"\nsame pipeline, torch.distributed.pipelining: {self.torch_s * 1e3:.1f} "
+                     f"ms/step; ours / torch: wall {self.pipeline_s / self.torch_s:.2f}, "
+                     f"CPU {self.pipeline_cpu_s / self.torch_cpu_s:.2f}")
+        if self.busy:
+            text += ("\nwarning: 2 threads were slower than 1, so other programs are using the "
+                     "cores; rerun measure_speedup() when the machine is quiet")
+        return text
+
+
+def speed_job(m: int = 8, *, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
+              block_size: int = 64, batch_size: int = 32, steps: int = 4, schedule: str = "1f1b",
+              attention: str = "sdpa", seed: int = 0) -> PipelineJob:
+    """The model and data the timing experiments use: big enough that compute dominates, and
+    fused attention ('sdpa'), whose cost per sequence does not grow when micro-batches shrink
+    (with 'manual' attention on CPU, 8 micro-batches cost ~18% more than one full batch)."""
+    return make_job(schedule, m, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+                    block_size=block_size, batch_size=batch_size, steps=steps, seed=seed,
+                    attention=attention, record=False, return_state=False)
+
+
+def measure_speedup(m: int = 8, rounds: int = 2, threads_total: int = 2,
+                    job: PipelineJob | None = None, compare_torch: bool = False,
+                    timeout: float = 60.0) -> Speedup:
+    """Median step time of a 2-stage pipeline (2 processes x 1 thread) against one process with
+    ``threads_total`` threads, measured alternately in one launch; see :class:`Speedup`.
+    ``compare_torch`` also times ``torch.distributed.pipelining`` on the same job."""
+    from helpers.pipeline.launch import spawn
+
+    job = job if job is not None else speed_job(m)
+    if job.m != m:
+        job = replace(job, m=m)
+    if job.executor != "ours" or job.record or job.return_state:
+        job = replace(job, executor="ours", record=False, return_state=False)
+    per_rank = spawn(speedup_rank, 2, (job, rounds, threads_total, compare_torch),
+                     timeout=timeout)
+
+    def slowest(key: str) -> float:
+        return statistics.median(max(a, b) for a, b in zip(per_rank[0][key], per_rank[1][key],
+                                                           strict=True))
+
+    def total(key: str) -> float:
+        return statistics.median(a + b for a, b in zip(per_rank[0][key], per_rank[1][key],
+                                                       strict=True))
+
+    return Speedup(m=m, single_s=statistics.median(per_rank[0]["single"]),
+                   single_1thread_s=statistics.median(per_rank[0]["single_1thread"]),
+                   pipeline_s=slowest("pipeline"), pipeline_cpu_s=total("pipeline_cpu"),
+                   torch_s=slowest("torch") if compare_torch else None,
+                   torch_cpu_s=total("torch_cpu") if compare_torch else None)

@@ -1,0 +1,324 @@
+"""The course's own pipeline executor: runs a schedule on real processes.
+
+Each rank holds its stages and walks its action list (:mod:`helpers.pipeline.schedules`):
+
+- ``F(i, s)``: take micro-batch ``i``'s input (token ids on stage 0, else the activation received
+  from the previous stage), run the stage, and send the output on (the last stage computes the
+  loss instead, weighted by the micro-batch's share of the batch);
+- ``B(i, s)``: backpropagate the gradient received from the next stage (the last stage starts
+  from its loss) through the saved graph, and send the input's gradient back.
+
+Gradients accumulate in ``.grad`` over the micro-batches; after the last action every rank steps
+its optimiser. Point-to-point messages use ``torch.distributed.isend``/``irecv`` (gloo on CPU,
+NCCL on GPU). Each direction between two ranks, for activations and for gradients separately,
+is its own process group ("channel"); a receiver posts receives in the order the sender sends,
+so no two messages can be confused even where tags are ignored (NCCL), and sends never wait for
+the receiver. Every wait is bounded by the process group's timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from helpers import models
+from helpers.pipeline.jobs import (
+    PipelineJob,
+    RankResult,
+    build_model,
+    make_optimizer,
+    split_sizes,
+)
+from helpers.pipeline.schedules import BACKWARD, FORWARD, Schedule
+from helpers.pipeline.split import param_names, stage_modules
+
+Channel = tuple[int, int, str]  # (source rank, destination rank, "act" | "grad")
+
+
+def channel_groups(world: int) -> dict[Channel, Any]:
+    """One process group per direction and kind between ring neighbours (all ranks call this)."""
+    groups: dict[Channel, Any] = {}
+    if world == 1:
+        return groups
+    for r in range(world):
+        nxt = (r + 1) % world
+        for chan in ((r, nxt, "act"), (nxt, r, "grad")):
+            if chan not in groups:
+                groups[chan] = dist.new_group(sorted({chan[0], chan[1]}))
+    if world == 2:  # the wrap-around channels (used by interleaved) are distinct here too
+        for chan in ((1, 0, "act"), (0, 1, "grad")):
+            if chan not in groups:
+                groups[chan] = dist.new_group([0, 1])
+    return groups
+
+
+def message_plan(sched: Schedule) -> tuple[dict[Channel, list[tuple[int, int]]],
+                                           dict[tuple[str, int, int], tuple[Channel, int]]]:
+    """Every message of one step, per channel in the order its sender sends them.
+
+    Returns ``(channels, index)``: ``channels[c]`` lists (micro-batch, receiving stage);
+    ``index[(kind, mb, stage)]`` gives the channel and sequence number of a message."""
+    S = sched.n_stages
+    chans: dict[Channel, list[tuple[int, int]]] = defaultdict(list)
+    index: dict[tuple[str, int, int], tuple[Channel, int]] = {}
+    for r, acts in enumerate(sched.ranks):
+        for a in acts:
+            if a.kind == FORWARD and a.stage < S - 1:
+                kind, to = "act", a.stage + 1
+            elif a.kind == BACKWARD and a.stage > 0:
+                kind, to = "grad", a.stage - 1
+            else:
+                continue
+            dst = sched.rank_of(to)
+            if dst == r:
+                continue  # stays on this rank (p = 1)
+            chan = (r, dst, kind)
+            index[(kind, a.mb, to)] = (chan, len(chans[chan]))
+            chans[chan].append((a.mb, to))
+    return dict(chans), index
+
+
+class Mailbox:
+    """Sends and receives one step's activations and gradients for one rank.
+
+    Receives are posted ``lookahead`` messages ahead of need (in each channel's order), so a
+    message can flow as soon as it is sent instead of waiting for the receiver to ask for it
+    (gloo and NCCL both hand over data once the receive is posted)."""
+
+    def __init__(self, ctx: Any, sched: Schedule, shape_of: Any, dtype: torch.dtype,
+                 lookahead: int = 1) -> None:
+        self.rank, self.device, self.timeout = ctx.rank, ctx.device, ctx.timeout
+        if "channels" not in ctx.cache:
+            ctx.cache["channels"] = channel_groups(ctx.world)
+        self.groups = ctx.cache["channels"]
+        self.sched = sched
+        self.plan, self.index = message_plan(sched)
+        self.shape_of, self.dtype, self.lookahead = shape_of, dtype, lookahead
+        self.local: dict[tuple[str, int, int], torch.Tensor] = {}
+        self.posted: dict[Channel, int] = defaultdict(int)
+        self.inbox: dict[tuple[Channel, int], tuple[Any, torch.Tensor]] = {}
+        self.sends: list[tuple[Any, torch.Tensor, str]] = []
+        for chan in self.plan:
+            if chan[1] == self.rank:
+                self._post(chan, lookahead - 1)
+
+    def send(self, kind: str, mb: int, to_stage: int, tensor: torch.Tensor) -> None:
+        key = (kind, mb, to_stage)
+        if key not in self.index:
+            self.local[key] = tensor.detach()  # same rank (p = 1): a fresh leaf, like a message
+            return
+        chan, seq = self.index[key]
+        t = tensor.detach().contiguous()
+        work = dist.isend(t, chan[1], group=self.groups[chan], tag=seq)
+        self.sends.append((work, t, f"{kind} of micro-batch {mb} to rank {chan[1]}"))
+        if len(self.sends) > 16:  # forget sends that have left
+            self.sends = [s for s in self.sends if not s[0].is_completed()]
+
+    def _post(self, chan: Channel, upto: int) -> None:
+        """Post receives on ``chan`` up to sequence number ``upto``, in the sender's order."""
+        plan = self.plan[chan]
+        while self.posted[chan] <= min(upto, len(plan) - 1):
+            k = self.posted[chan]
+            buf = torch.empty(self.shape_of(plan[k][0]), dtype=self.dtype, device=self.device)
+            work = dist.irecv(buf, chan[0], group=self.groups[chan], tag=k)
+            self.inbox[(chan, k)] = (work, buf)
+            self.posted[chan] += 1
+
+    def recv(self, kind: str, mb: int, stage: int) -> torch.Tensor:
+        key = (kind, mb, stage)
+        if key in self.local:
+            return self.local.pop(key)
+        chan, seq = self.index[key]
+        self._post(chan, seq + self.lookahead)
+        work, buf = self.inbox.pop((chan, seq))
+        self._wait(work, f"no {'activation' if kind == 'act' else 'gradient'} for micro-batch "
+                         f"{mb} from rank {chan[0]}")
+        return buf
+
+    def _wait(self, work: Any, what: str) -> None:
+        try:
+            ok = work.wait(timedelta(seconds=self.timeout))
+        except RuntimeError as exc:
+            raise RuntimeError(f"{what} (rank {self.rank}): {exc}") from exc
+        if ok is False:
+            raise RuntimeError(f"{what} within {self.timeout:.0f} s (rank {self.rank})")
+
+    def flush(self) -> None:
+        """Wait until every send of the step has left."""
+        for work, _, what in self.sends:
+            self._wait(work, f"could not send {what}")
+        self.sends = []
+        if self.inbox:
+            raise RuntimeError(f"rank {self.rank}: {len(self.inbox)} messages received but unused")
+
+
+def _maybe_fail(job: PipelineJob, rank: int, step: int, index: int, action: Any) -> None:
+    f = job.fault
+    if f is None or f.rank != rank or f.step != step:
+        return
+    if (f.action is None and index == 0) or f.action == action:
+        if f.mode == "exit":
+            os._exit(13)
+        if f.mode == "hang":
+            time.sleep(10**6)
+        raise RuntimeError(f"injected fault at {action}")
+
+
+class ActivationMeter:
+    """Bytes of saved activations alive on this rank, per stage and in total (their peaks)."""
+
+    def __init__(self, stages: list[int]) -> None:
+        self.per_mb: dict[tuple[int, int], int] = {}
+        self.live = dict.fromkeys(stages, 0)
+        self.peak = dict.fromkeys(stages, 0)
+        self.live_total = self.peak_total = 0
+
+    def add(self, mb: int, stage: int, nbytes: int) -> None:
+        self.per_mb[(mb, stage)] = nbytes
+        self.live[stage] += nbytes
+        self.live_total += nbytes
+        self.peak[stage] = max(self.peak[stage], self.live[stage])
+        self.peak_total = max(self.peak_total, self.live_total)
+
+    def free(self, mb: int, stage: int) -> None:
+        nbytes = self.per_mb[(mb, stage)]
+        self.live[stage] -= nbytes
+        self.live_total -= nbytes
+
+
+class RankExecutor:
+    """One rank of the course executor: its stages, optimiser, and the two actions."""
+
+    def __init__(self, ctx: Any, job: PipelineJob) -> None:
+        self.ctx, self.job = ctx, job
+        self.sched, bounds = job.plan(ctx.world)
+        self.S, self.dev = self.sched.n_stages, ctx.device
+        model = build_model(job)  # each rank builds the model on CPU and keeps only its stages
+        self.mods: dict[int, torch.nn.Module] = {}
+        self.names: dict[int, dict[str, str]] = {}
+        for s, mod in enumerate(stage_modules(model, bounds)):
+            if self.sched.rank_of(s) == ctx.rank:
+                self.names[s] = param_names(model, mod)
+                self.mods[s] = mod.to(self.dev)
+        del model
+        self.opt = make_optimizer(job, [p for s in sorted(self.mods)
+                                        for p in self.mods[s].parameters()])
+        self.result = RankResult(rank=ctx.rank, stages=sorted(self.mods), backend=ctx.backend,
+                                 device=str(self.dev))
+
+    # ------------------------------------------------------------------ the two actions
+    def forward(self, mb: int, s: int) -> float:
+        """F(mb, s); returns the time it started computing (after its input arrived)."""
+        inp = self.xs[mb] if s == 0 else self.box.recv("act", mb, s).requires_grad_(True)
+        start = time.perf_counter()
+        if self.meter is not None:
+            from helpers.memory import record_saved_tensors
+
+            with record_saved_tensors(self.mods[s]) as log:
+                out = self._stage_forward(mb, s, inp)
+            self.meter.add(mb, s, log.total_bytes)
+        else:
+            out = self._stage_forward(mb, s, inp)
+        if s < self.S - 1:
+            self.box.send("act", mb, s + 1, out)
+        self.stash[(mb, s)] = (inp, out)
+        return start
+
+    def _stage_forward(self, mb: int, s: int, inp: torch.Tensor) -> torch.Tensor:
+        out = self.mods[s](inp)
+        if s < self.S - 1:
+            return out
+        # last stage: the loss, weighted by this micro-batch's share of the batch, so that the
+        # accumulated gradients are the full batch's (also for uneven micro-batches)
+        loss = models.lm_loss(out, self.ys[mb]) * self.weights[mb]
+        self.loss_sum += loss.item()
+        if self.keep_logits:
+            self.logits[mb] = out.detach().clone()
+        return loss
+
+    def backward(self, mb: int, s: int) -> float:
+        """B(mb, s); returns the time it started computing (after its gradient arrived)."""
+        inp, out = self.stash.pop((mb, s))
+        grad = None if s == self.S - 1 else self.box.recv("grad", mb, s)
+        start = time.perf_counter()
+        torch.autograd.backward(out, grad)  # the last stage's out is its (scalar) loss
+        if s > 0:
+            self.box.send("grad", mb, s - 1, inp.grad)
+        if self.meter is not None:
+            self.meter.free(mb, s)
+        return start
+
+    # ------------------------------------------------------------------ one step
+    def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        job, ctx, res = self.job, self.ctx, self.result
+        sizes = split_sizes(x.shape[0], job.m)
+        self.xs, self.ys = x.to(self.dev).split(sizes), y.to(self.dev).split(sizes)
+        self.weights = [n / x.shape[0] for n in sizes]
+        T, C = x.shape[1], job.config.n_embd
+        self.box = Mailbox(ctx, self.sched, lambda mb: (sizes[mb], T, C), torch.float32)
+        self.stash: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.meter = ActivationMeter(sorted(self.mods)) if job.measure_memory else None
+        self.loss_sum = 0.0
+        self.keep_logits = step == 0 and job.return_state
+        self.logits: dict[int, torch.Tensor] = {}
+        sync = self.dev.type == "cuda"
+        starts, ends = [], []
+        ctx.set_action(step, "barrier")
+        dist.barrier()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for i, a in enumerate(self.sched.ranks[ctx.rank]):
+            ctx.set_action(step, a.kind, a.mb, a.stage)
+            _maybe_fail(job, ctx.rank, step, i, a)
+            start = self.forward(a.mb, a.stage) if a.kind == FORWARD else self.backward(a.mb, a.stage)
+            if job.record:
+                if sync:
+                    torch.cuda.synchronize(self.dev)
+                starts.append(start - t0)
+                ends.append(time.perf_counter() - t0)
+        ctx.set_action(step, "flush sends")
+        self.box.flush()
+        if self.stash:
+            raise RuntimeError(f"rank {ctx.rank}: {len(self.stash)} forwards had no backward")
+        if self.keep_logits:
+            self._keep("grads", lambda p: p.grad)
+            if self.S - 1 in self.mods:
+                res.logits = torch.cat([self.logits[i] for i in range(job.m)]).cpu()
+        ctx.set_action(step, "optimizer step")
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if sync:
+            torch.cuda.synchronize(self.dev)
+        res.step_times.append(time.perf_counter() - t0)
+        res.cpu_times.append(time.process_time() - c0)
+        if self.S - 1 in self.mods:
+            res.losses.append(self.loss_sum)
+        if job.record:
+            res.starts.append(starts)
+            res.ends.append(ends)
+        if self.meter is not None:
+            res.act_bytes = {s: self.meter.per_mb[(0, s)] for s in self.mods}
+            res.act_peak, res.rank_act_peak = dict(self.meter.peak), self.meter.peak_total
+
+    def _keep(self, what: str, get: Any) -> None:
+        """Copy gradients or parameters to CPU under the full model's names."""
+        target = getattr(self.result, what)
+        for s, mod in self.mods.items():
+            for local, p in mod.named_parameters():
+                target[self.names[s][local]] = get(p).detach().cpu().clone()
+
+
+def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
+    """Run ``job`` on this rank with the course's executor; return this rank's results."""
+    ex = RankExecutor(ctx, job)
+    for step, (x, y) in enumerate(job.batches):
+        ex.step(step, x, y)
+    if job.return_state:
+        ex._keep("params", lambda p: p)
+    ctx.set_action(len(job.batches), "done")
+    return ex.result

@@ -1,0 +1,119 @@
+"""Launchers and faults: a failing rank stops everyone in bounded time with an error naming the
+rank and the action, and no process is left behind; the torchrun entry point works on CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.pipeline import jobs, measure
+from helpers.pipeline.launch import PipelineError, spawn
+from helpers.pipeline.schedules import Action
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "State:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def run_with_fault(fault: jobs.Fault, executor: str = "ours", timeout: float = 5.0):
+    job = jobs.make_job("1f1b", 4, n_layer=2, steps=2, executor=executor, fault=fault)
+    t = time.monotonic()
+    with pytest.raises(PipelineError) as info:
+        jobs.run(job, 2, timeout=timeout, deadline=60)
+    elapsed = time.monotonic() - t
+    assert not any(alive(pid) for pid in info.value.pids), "a rank outlived the failure"
+    return info.value, elapsed
+
+
+@pytest.mark.timeout(90)
+def test_rank_raises():
+    err, elapsed = run_with_fault(jobs.Fault(rank=1, step=1, action=Action("F", 2, 1)))
+    first = str(err).splitlines()[0]
+    assert err.rank == 1
+    assert first.startswith("rank 1 failed during step 1, F(mb=2, stage=1) [forward]")
+    assert "injected fault" in first
+    assert elapsed < 45
+
+
+@pytest.mark.timeout(90)
+def test_rank_dies_without_a_word():
+    err, elapsed = run_with_fault(jobs.Fault(rank=0, step=0, action=Action("B", 1, 0), mode="exit"))
+    assert err.rank == 0
+    assert str(err) == "rank 0 died (exit code 13) during step 0, B(mb=1, stage=0) [backward]"
+    assert elapsed < 45
+
+
+@pytest.mark.timeout(90)
+def test_rank_hangs_others_time_out():
+    err, elapsed = run_with_fault(jobs.Fault(rank=1, step=0, action=Action("B", 0, 1), mode="hang"),
+                                  timeout=2.0)
+    first = str(err).splitlines()[0]
+    assert "no gradient for micro-batch 0 from rank 1" in first  # rank 0 names who it waits for
+    assert "still running when stopped: rank 1 at step 0, B(mb=0, stage=1)" in first
+    assert elapsed < 45
+
+
+def _local_fn(ctx):  # pragma: no cover - never runs
+    return ctx.rank
+
+
+@pytest.mark.timeout(30)
+def test_spawn_bad_input():
+    with pytest.raises(ValueError, match="nprocs must be a positive int"):
+        spawn(jobs.run_jobs_on_rank, 0)
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        spawn(jobs.run_jobs_on_rank, 2, threads=0)
+    _local_fn.__module__ = "__main__"
+    with pytest.raises(ValueError, match="importable module"):
+        spawn(_local_fn, 2)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("RANK", None)
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+@pytest.mark.timeout(120)
+def test_torchrun_cpu_gloo_with_check():
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "helpers.pipeline",
+           "--schedule", "1f1b", "-m", "4", "--n-layer", "2", "--steps", "2", "--check"]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=110)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 ranks, gloo on cpu" in out.stdout
+    assert "-> equal" in out.stdout
+
+
+@pytest.mark.timeout(120)
+def test_module_entry_spawns_and_reports_fault_in_torch_executor():
+    cmd = [sys.executable, "-m", "helpers.pipeline", "--nproc", "2", "--n-layer", "2",
+           "--steps", "1", "--fail-rank", "1", "--timeout", "5", "--executor", "torch"]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=110)
+    assert out.returncode != 0
+    assert ("PipelineError: rank 1 failed during step 0, torch.distributed.pipelining "
+            "Schedule1F1B.step: RuntimeError: injected fault") in out.stderr
+    sim = subprocess.run([sys.executable, "-m", "helpers.pipeline", "--simulate", "--nproc", "4",
+                          "-m", "8"], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert "1f1b p=4 m=8 (simulated): bubble 0.273 (formula 0.273)" in sim.stdout
+
+
+@pytest.mark.timeout(120)
+def test_timing_experiments_run():
+    small = measure.speed_job(2, n_layer=2, n_embd=32, block_size=16, batch_size=8, steps=2)
+    s = measure.measure_speedup(2, rounds=1, job=small, compare_torch=True)
+    assert s.bound == pytest.approx(4 / 3) and s.single_s > 0 and s.pipeline_s > 0
+    assert s.torch_s > 0 and "of bound" in s.summary() and "ours / torch" in s.summary()
