@@ -288,14 +288,19 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int = 1) -> float:
-    """Mean validation loss over a fixed set of batches."""
+def evaluate(
+    model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int = 1,
+    device: str = "cpu", autocast_dtype: torch.dtype | None = None,
+) -> float:
+    """Mean validation loss over a fixed set of batches (optionally under autocast on ``device``)."""
     g = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     total = 0.0
     for _ in range(batches):
         x, y = task.batch(batch_size, model.config.block_size, g, split="val")
-        total += model(x, y)[1].item()
+        low = autocast_dtype not in (None, torch.float32)
+        with torch.autocast(device, dtype=autocast_dtype if low else torch.bfloat16, enabled=low):
+            total += model(x.to(device), y.to(device))[1].item()
     model.train(was_training)
     return total / batches

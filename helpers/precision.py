@@ -654,16 +654,10 @@ def build_gpt(cfg, seed: int = 0, device: str = "cpu", amp: AmpConfig | None = N
 def evaluate(model: nn.Module, task, amp: AmpConfig, batches: int = 4, batch_size: int = 32,  # noqa: ANN001
              seed: int = 1) -> float:
     """Mean validation loss over fixed batches, in the run's precision, on its device."""
-    g = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for _ in range(batches):
-        x, y = task.batch(batch_size, model.config.block_size, g, split="val")
-        with autocast_context(amp.device, amp.autocast_dtype):
-            total += float(model(x.to(amp.device), y.to(amp.device))[1])
-    model.train(was_training)
-    return total / batches
+    from helpers.models import evaluate as evaluate_gpt
+
+    return evaluate_gpt(model, task, batches=batches, batch_size=batch_size, seed=seed,
+                        device=amp.device, autocast_dtype=amp.autocast_dtype)
 
 
 def train_gpt(
