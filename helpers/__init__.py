@@ -15,6 +15,7 @@ Modules map to lessons:
 - ``checkpointing``: gradient checkpointing from scratch and via torch (04)
 - ``pipeline``     : pipeline parallelism: split, schedules, simulator, executors, launchers (05)
 - ``training``     : resumable training of the course transformer (08)
+- ``capstone``     : lesson 08 glue: the five combinations, their ledgers, tolerances, decision guide
 - ``timeseries``   : forecasting helpers around statsmodels, pykalman, sktime, Prophet, GluonTS (06-07)
 
 Import submodules explicitly (``from helpers import gd``); this package imports nothing heavy.

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from helpers import models
+from helpers.gd import Schedule as LRSchedule
 from helpers.pipeline.schedules import Action, Schedule, check_schedule_name, make_schedule
 from helpers.pipeline.simulate import Timeline
-from helpers.pipeline.split import check_bounds, partition
+from helpers.pipeline.split import check_bounds, partition, stage_forward
 
 EXECUTORS = ("ours", "torch")
 OPTIMIZERS = ("adamw", "sgd")
@@ -49,7 +50,14 @@ class PipelineJob:
     ``bounds``: stage boundaries over ``model.layers()`` (``p * v`` stages), or None to balance
     by parameter count. ``record``: keep a timestamp per action. ``measure_memory``: count the
     bytes each forward saves for backward. ``return_state``: return logits and gradients of step
-    0 and the parameters after the last step (for the equivalence check)."""
+    0 and the parameters after the last step (for the equivalence check).
+
+    Training options (course executor and :func:`reference_run`; all off by default):
+    ``amp``: bf16 autocast inside every stage (lesson 03); ``checkpoint``: every transformer
+    block of a stage checkpointed with ``torch.utils.checkpoint`` (lesson 04); ``lr_schedule``:
+    a :class:`helpers.gd.Schedule` multiplying ``lr`` at each step (``LambdaLR`` over
+    ``len(batches)`` steps); ``clip``: clip the gradient norm of the *whole model* to this value
+    (each rank adds its stages' squared norms, one ``all_reduce`` gives the global norm)."""
 
     config: models.GPTConfig
     state: dict[str, torch.Tensor]
@@ -66,6 +74,10 @@ class PipelineJob:
     return_state: bool = True
     fault: Fault | None = None
     name: str = ""
+    amp: bool = False
+    checkpoint: bool = False
+    lr_schedule: LRSchedule | None = None
+    clip: float | None = None
 
     def __post_init__(self) -> None:
         check_schedule_name(self.schedule)
@@ -79,6 +91,18 @@ class PipelineJob:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.schedule != "interleaved" and self.v != 1:
             raise ValueError(f"v={self.v} needs schedule='interleaved'; {self.schedule!r} uses v=1")
+        for name in ("amp", "checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
+            raise TypeError(f"lr_schedule must be a helpers.gd.Schedule or None, got {self.lr_schedule!r}")
+        if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
+                                      or not self.clip > 0 or self.clip != self.clip):
+            raise ValueError(f"clip must be None or a number > 0, got {self.clip!r}")
+        extras = [n for n in ("amp", "checkpoint", "lr_schedule", "clip") if getattr(self, n) not in (None, False)]
+        if self.executor == "torch" and extras:
+            raise ValueError(f"executor='torch' runs plain fp32 steps; {', '.join(extras)} need "
+                             "executor='ours'")
         if not self.batches:
             raise ValueError("batches must hold at least one (x, y) pair (one per step)")
         for x, y in self.batches:
@@ -233,6 +257,45 @@ def make_optimizer(job: PipelineJob, params: Sequence[torch.nn.Parameter]) -> to
     return torch.optim.SGD(params, lr=job.lr)
 
 
+def make_lr_scheduler(job: PipelineJob, optimizer: torch.optim.Optimizer
+                      ) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """``LambdaLR`` following ``job.lr_schedule`` over the job's steps (None without a schedule)."""
+    if job.lr_schedule is None:
+        return None
+    factors = job.lr_schedule.factors(len(job.batches))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: float(factors[min(t, len(factors) - 1)]))
+
+
+def autocast(job: PipelineJob, device: torch.device | str = "cpu") -> Any:
+    """The autocast context of a forward pass: bf16 when ``job.amp``, else a disabled one."""
+    dev = torch.device(device)
+    if job.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("amp=True uses bf16 autocast, which this GPU does not support (fp16 would "
+                         "need one loss scaler shared by all stages)")
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=job.amp)
+
+
+def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float, distributed: bool = False
+                   ) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` over parameters spread across ranks: the norm is that
+    of ALL ranks' gradients (one ``all_reduce`` of the squared norms when ``distributed``).
+    Returns the total norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    device = grads[0].device if grads else (params[0].device if params else torch.device("cpu"))
+    sq = torch.zeros((), device=device)
+    for g in grads:
+        sq += torch.linalg.vector_norm(g, 2.0).pow(2)
+    if distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(sq)
+    total = sq.sqrt()
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(coef)
+    return total
+
+
 def build_model(job: PipelineJob, device: torch.device | str = "cpu") -> models.GPT:
     model = models.GPT(job.config)
     model.load_state_dict(job.state)
@@ -264,7 +327,14 @@ def reference_run(job: PipelineJob, microbatched: bool = False, threads: int = 1
 
 def _reference_run(job: PipelineJob, microbatched: bool) -> Reference:
     model = build_model(job)
+    whole = torch.nn.Sequential(*model.layers())  # the model as one stage: same forward code
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with autocast(job):
+            return stage_forward(whole, x, checkpoint=job.checkpoint)
+
     opt = make_optimizer(job, list(model.parameters()))
+    lr_sched = make_lr_scheduler(job, opt)
     losses, logits, grads = [], None, {}
     for step, (x, y) in enumerate(job.batches):
         opt.zero_grad(set_to_none=True)
@@ -272,20 +342,25 @@ def _reference_run(job: PipelineJob, microbatched: bool) -> Reference:
             sizes = split_sizes(x.shape[0], job.m)
             outs, total = [], 0.0
             for xm, ym in zip(x.split(sizes), y.split(sizes), strict=True):
-                out = model(xm)[0]
+                out = forward(xm)
                 loss = models.lm_loss(out, ym) * (xm.shape[0] / x.shape[0])
                 loss.backward()
                 outs.append(out.detach())
                 total += loss.item()
             out, loss_value = torch.cat(outs), total
         else:
-            out, loss = model(x, y)
+            out = forward(x)
+            loss = models.lm_loss(out, y)
             loss.backward()
             loss_value = loss.item()
         if step == 0:
             logits = out.detach().clone()
             grads = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+        if job.clip is not None:
+            clip_grad_norm(list(model.parameters()), job.clip)
         opt.step()
+        if lr_sched is not None:
+            lr_sched.step()
         losses.append(loss_value)
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
     return Reference(losses, logits, grads, params)  # type: ignore[arg-type]
@@ -386,19 +461,22 @@ def run_jobs_on_rank(ctx: Any, jobs: Sequence[PipelineJob]) -> list[RankResult]:
     from helpers.pipeline import runtime, torch_pp
 
     out = []
-    for job in jobs:
+    for j, job in enumerate(jobs):
+        ctx.set_job(j)
         fn = runtime.run_rank if job.executor == "ours" else torch_pp.run_rank
         out.append(fn(ctx, job))
     return out
 
 
 def run(jobs: PipelineJob | Sequence[PipelineJob], nprocs: int, *, threads: int = 1,
-        device: str | None = "cpu", timeout: float = 60.0, deadline: float = 600.0
-        ) -> list[PipelineRun]:
+        device: str | None = "cpu", timeout: float = 60.0, deadline: float = 600.0,
+        progress: bool = False) -> list[PipelineRun]:
     """Run ``jobs`` on ``nprocs`` spawned processes (one rank each) and merge their results.
 
     Checks every job against the world size first, so bad input fails before any process
-    starts. ``device=None`` picks CUDA/NCCL when there is one GPU per rank, else CPU/gloo."""
+    starts. ``device=None`` picks CUDA/NCCL when there is one GPU per rank, else CPU/gloo.
+    ``progress=True`` shows a ``tqdm.auto`` bar of the steps done over all jobs (by the
+    slowest rank, updated about once a second; ``leave=False``)."""
     from helpers.pipeline.launch import spawn
 
     single = isinstance(jobs, PipelineJob)
@@ -406,8 +484,27 @@ def run(jobs: PipelineJob | Sequence[PipelineJob], nprocs: int, *, threads: int 
     if not job_list or not all(isinstance(j, PipelineJob) for j in job_list):
         raise TypeError("jobs must be a PipelineJob or a non-empty sequence of them")
     plans = [job.plan(nprocs) for job in job_list]
-    per_rank = spawn(run_jobs_on_rank, nprocs, (job_list,), threads=threads, device=device,
-                     timeout=timeout, deadline=deadline)
+    bar = None
+    on_progress = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        offsets = [0]
+        for job in job_list:
+            offsets.append(offsets[-1] + len(job.batches))
+        bar = tqdm(total=offsets[-1], desc=f"pipeline, {nprocs} processes", unit="step", leave=False)
+
+        def on_progress(positions: list[tuple[int, int]]) -> None:
+            done = min(offsets[j] + s for j, s in positions)
+            if done > bar.n:
+                bar.update(done - bar.n)
+
+    try:
+        per_rank = spawn(run_jobs_on_rank, nprocs, (job_list,), threads=threads, device=device,
+                         timeout=timeout, deadline=deadline, on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
     runs = [
         PipelineRun(job, sched, bounds, [per_rank[r][j] for r in range(nprocs)])
         for j, (job, (sched, bounds)) in enumerate(zip(job_list, plans, strict=True))

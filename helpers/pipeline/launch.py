@@ -31,8 +31,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-#: progress slots per rank in shared memory: step, kind (0 idle, 1 F, 2 B, 3 other), mb, stage
-_SLOTS = 4
+#: progress slots per rank in shared memory: step, kind (0 idle, 1 F, 2 B, 3 other), mb, stage,
+#: job (index in the list a rank works through)
+_SLOTS = 5
 _KINDS = {0: "starting", 1: "F", 2: "B", 3: "optimizer step"}
 
 
@@ -66,7 +67,13 @@ class DistContext:
         if self.progress is not None:
             code = {"F": 1, "B": 2}.get(kind, 3)
             base = self.rank * _SLOTS
-            self.progress[base : base + _SLOTS] = [step, code, mb, stage]
+            self.progress[base : base + 4] = [step, code, mb, stage]
+
+    def set_job(self, index: int) -> None:
+        """Record which job (of the list this rank works through) starts now (at step 0)."""
+        if self.progress is not None:
+            self.progress[self.rank * _SLOTS + 4] = index
+        self.set_action(0, f"start of job {index}")
 
 
 def _describe(step: int, kind: str, mb: int, stage: int) -> str:
@@ -77,7 +84,7 @@ def _describe(step: int, kind: str, mb: int, stage: int) -> str:
 
 
 def _progress_text(progress: Any, rank: int) -> str:
-    step, code, mb, stage = progress[rank * _SLOTS : (rank + 1) * _SLOTS]
+    step, code, mb, stage = progress[rank * _SLOTS : rank * _SLOTS + 4]
     if code == 0:
         return "start-up (before its first action)"
     return _describe(step, _KINDS[code], mb, stage)
@@ -176,12 +183,15 @@ def _stop(procs: list[Any], grace: float = 2.0) -> None:
 
 
 def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), *, threads: int = 1,
-          device: str | None = "cpu", timeout: float = 60.0, deadline: float = 600.0) -> list[Any]:
+          device: str | None = "cpu", timeout: float = 60.0, deadline: float = 600.0,
+          on_progress: Callable[[list[tuple[int, int]]], None] | None = None) -> list[Any]:
     """Run ``fn(ctx, *args)`` on ``nprocs`` fresh processes; return each rank's result, by rank.
 
     ``fn`` must live in an importable module (spawn pickles it by reference). ``timeout``:
     seconds one receive may wait (see :func:`init_from_env`); ``deadline``: seconds for the
-    whole run. On any failure the other ranks are stopped and :class:`PipelineError` is raised."""
+    whole run. On any failure the other ranks are stopped and :class:`PipelineError` is raised.
+    ``on_progress``, if given, is called about once a second in this process with each rank's
+    ``(job, step)`` as reported by :meth:`DistContext.set_job` / :meth:`DistContext.set_action`."""
     if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
         raise ValueError(f"nprocs must be a positive int, got {nprocs!r}")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -212,6 +222,8 @@ def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), *, threads: int
     failed_at = None
     try:
         while len(results) < nprocs:
+            if on_progress is not None:
+                on_progress([(progress[i * _SLOTS + 4], progress[i * _SLOTS]) for i in range(nprocs)])
             now = time.monotonic()
             if failed_at is not None and now - failed_at > 0.5:
                 break  # the first failure plus half a second to collect the others' reports

@@ -14,6 +14,11 @@ NCCL on GPU). Each direction between two ranks, for activations and for gradient
 is its own process group ("channel"); a receiver posts receives in the order the sender sends,
 so no two messages can be confused even where tags are ignored (NCCL), and sends never wait for
 the receiver. Every wait is bounded by the process group's timeout.
+
+Training options of the job (lesson 08): each stage's forward runs under bf16 autocast
+(``amp``) with its transformer blocks checkpointed (``checkpoint``); before the optimiser step
+the gradients are clipped by the norm of the *whole* model (``clip``: one ``all_reduce`` of the
+ranks' squared norms), and after it the learning-rate schedule steps (``lr_schedule``).
 """
 
 from __future__ import annotations
@@ -31,12 +36,15 @@ from helpers import models
 from helpers.pipeline.jobs import (
     PipelineJob,
     RankResult,
+    autocast,
     build_model,
+    clip_grad_norm,
+    make_lr_scheduler,
     make_optimizer,
     split_sizes,
 )
 from helpers.pipeline.schedules import BACKWARD, FORWARD, Schedule
-from helpers.pipeline.split import param_names, stage_modules
+from helpers.pipeline.split import param_names, stage_forward, stage_modules
 
 Channel = tuple[int, int, str]  # (source rank, destination rank, "act" | "grad")
 
@@ -207,8 +215,10 @@ class RankExecutor:
                 self.names[s] = param_names(model, mod)
                 self.mods[s] = mod.to(self.dev)
         del model
-        self.opt = make_optimizer(job, [p for s in sorted(self.mods)
-                                        for p in self.mods[s].parameters()])
+        self.params = [p for s in sorted(self.mods) for p in self.mods[s].parameters()]
+        self.opt = make_optimizer(job, self.params)
+        self.lr_sched = make_lr_scheduler(job, self.opt)
+        self.autocast = autocast(job, self.dev)
         self.result = RankResult(rank=ctx.rank, stages=sorted(self.mods), backend=ctx.backend,
                                  device=str(self.dev))
 
@@ -231,7 +241,8 @@ class RankExecutor:
         return start
 
     def _stage_forward(self, mb: int, s: int, inp: torch.Tensor) -> torch.Tensor:
-        out = self.mods[s](inp)
+        with self.autocast:  # bf16 autocast when job.amp (the loss below runs in fp32 anyway)
+            out = stage_forward(self.mods[s], inp, checkpoint=self.job.checkpoint)
         if s < self.S - 1:
             return out
         # last stage: the loss, weighted by this micro-batch's share of the batch, so that the
@@ -290,7 +301,11 @@ class RankExecutor:
             if self.S - 1 in self.mods:
                 res.logits = torch.cat([self.logits[i] for i in range(job.m)]).cpu()
         ctx.set_action(step, "optimizer step")
+        if job.clip is not None:  # the norm of the whole model's gradient: all ranks take part
+            clip_grad_norm(self.params, job.clip, distributed=ctx.world > 1)
         self.opt.step()
+        if self.lr_sched is not None:
+            self.lr_sched.step()
         self.opt.zero_grad(set_to_none=True)
         if sync:
             torch.cuda.synchronize(self.dev)

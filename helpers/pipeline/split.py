@@ -161,6 +161,23 @@ def stage_modules(model: nn.Module, bounds: Sequence[tuple[int, int]]) -> list[n
     return [nn.Sequential(*layers[a:b]) for a, b in bounds]
 
 
+def stage_forward(stage: nn.Module, x: torch.Tensor, checkpoint: bool = False) -> torch.Tensor:
+    """Run a stage (an ``nn.Sequential`` of layers) on ``x``. ``checkpoint=True`` wraps each
+    transformer block in ``torch.utils.checkpoint`` (non-reentrant): the stage keeps only the
+    blocks' inputs for backward and recomputes their insides (lesson 04). Autocast, if active,
+    applies inside, and the recomputation runs under the same autocast state."""
+    from torch.utils.checkpoint import checkpoint as torch_checkpoint
+
+    from helpers.models import Block
+
+    for layer in stage:
+        if checkpoint and isinstance(layer, Block):
+            x = torch_checkpoint(layer, x, use_reentrant=False)
+        else:
+            x = layer(x)
+    return x
+
+
 def param_names(model: nn.Module, module: nn.Module) -> dict[str, str]:
     """Map ``module``'s parameter names to the full model's names (by identity)."""
     full = {id(p): name for name, p in model.named_parameters()}

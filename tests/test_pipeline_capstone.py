@@ -1,0 +1,130 @@
+"""Lesson 08's additions to the pipeline: bf16 autocast and block checkpointing inside each stage,
+a learning-rate schedule, gradient clipping by the norm of the whole model across ranks, and a
+progress report from the ranks. Multi-process tests are one launch each and carry a timeout."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from helpers import memory, models, training
+from helpers.gd import Schedule
+from helpers.pipeline import jobs, launch, split
+from helpers.pipeline.jobs import check_equivalence, make_job, reference_run
+
+
+def test_new_fields_default_off_and_are_validated():
+    job = make_job("1f1b", 4)
+    assert (job.amp, job.checkpoint, job.lr_schedule, job.clip) == (False, False, None, None)
+    with pytest.raises(ValueError, match=r"executor='torch' runs plain fp32 steps; amp, clip need "
+                                         r"executor='ours'"):
+        make_job("1f1b", 4, executor="torch", amp=True, clip=1.0)
+    with pytest.raises(ValueError, match="clip must be None or a number > 0, got 0"):
+        make_job("1f1b", 4, clip=0)
+    with pytest.raises(ValueError, match="clip must be None or a number > 0, got True"):
+        make_job("1f1b", 4, clip=True)
+    with pytest.raises(TypeError, match="lr_schedule must be a helpers.gd.Schedule or None"):
+        make_job("1f1b", 4, lr_schedule="cosine")
+    with pytest.raises(TypeError, match="checkpoint must be a bool, got 'every'"):
+        make_job("1f1b", 4, checkpoint="every")
+
+
+def test_stage_forward_checkpointing_is_exact_and_keeps_less():
+    torch.manual_seed(0)
+    model = models.GPT(models.GPTConfig(vocab_size=27, n_layer=3, n_embd=32, block_size=16))
+    bounds = [(0, 3), (3, 5)]
+    x = torch.randint(27, (4, 16))
+    outs, grads, saved = [], [], []
+    for ck in (False, True):
+        model.zero_grad(set_to_none=True)
+        h = x
+        with memory.record_saved_tensors(model) as log:
+            for stage in split.stage_modules(model, bounds):
+                h = split.stage_forward(stage, h, checkpoint=ck)
+        h.float().pow(2).mean().backward()
+        outs.append(h.detach())
+        grads.append([p.grad.clone() for p in model.parameters()])
+        saved.append(log.total_bytes)
+    assert torch.equal(outs[0], outs[1])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    assert saved[1] < 0.5 * saved[0]
+
+
+def test_clip_grad_norm_matches_torch():
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    for p, q in zip(a, b, strict=True):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    ours = jobs.clip_grad_norm(a, 0.5)
+    theirs = torch.nn.utils.clip_grad_norm_(b, 0.5)
+    torch.testing.assert_close(ours, theirs)
+    for p, q in zip(a, b, strict=True):
+        torch.testing.assert_close(p.grad, q.grad)
+    big = jobs.clip_grad_norm(a, 100.0)  # below the limit: nothing changes
+    torch.testing.assert_close(big, torch.tensor(0.5), rtol=1e-5, atol=0)
+    torch.testing.assert_close(a[0].grad, b[0].grad)
+
+
+def test_reference_run_follows_the_trainer_with_schedule_and_clipping():
+    task = models.char_task()
+    cfg = task.config(n_layer=2, n_embd=32, block_size=16)
+    tc = training.TrainConfig(steps=6, batch_size=8, lr=6e-3, warmup=2, clip=0.5)
+    trainer = training.Trainer(cfg, task, tc)
+    state = {k: t.clone() for k, t in trainer.model.state_dict().items()}
+    g = torch.Generator().manual_seed(tc.seed)
+    data = tuple(task.batch(8, 16, g) for _ in range(6))
+    job = jobs.PipelineJob(config=cfg, state=state, batches=data, lr=tc.lr, clip=tc.clip,
+                           lr_schedule=Schedule("cosine", warmup=2))
+    ref = reference_run(job)
+    expected = trainer.run()
+    torch.testing.assert_close(torch.tensor(ref.losses), torch.tensor(expected), rtol=0, atol=1e-5)
+    plain = reference_run(replace(job, lr_schedule=None, clip=None))  # the defaults change nothing
+    assert abs(plain.losses[-1] - expected[-1]) > 1e-3
+
+
+def test_autocast_context_follows_the_job():
+    job = make_job("1f1b", 4, amp=True)
+    with jobs.autocast(job, "cpu"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with jobs.autocast(replace(job, amp=False), "cpu"):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.timeout(180)
+def test_pipeline_with_amp_checkpointing_schedule_and_clipping():
+    """Two processes: (a) SGD + schedule + a clip that bites: the pipeline's update equals the
+    unsplit model's (clipping must use the global norm); (b) all three techniques with AdamW,
+    against the same training in one process; (c) the progress report."""
+    sched = Schedule("cosine", warmup=2)
+    sgd = make_job("1f1b", 4, n_layer=2, steps=4, optimizer="sgd", lr=0.5, clip=0.05,
+                   lr_schedule=sched, name="sgd-clip")
+    full = make_job("1f1b", 4, n_layer=2, steps=4, amp=True, checkpoint=True, lr_schedule=sched,
+                    clip=1.0, name="all")
+    seen: list[list[tuple[int, int]]] = []
+    per_rank = launch.spawn(jobs.run_jobs_on_rank, 2, ([sgd, full],), timeout=60, deadline=170,
+                            on_progress=seen.append)
+    runs = [jobs.PipelineRun(j, *j.plan(2), [per_rank[r][i] for r in range(2)])
+            for i, j in enumerate([sgd, full])]
+    eq = check_equivalence(runs[0])
+    assert eq.ok, eq.rows()
+    assert eq.diffs["params"] <= 1e-6  # SGD: parameters are linear in the (clipped) gradients
+    unclipped = reference_run(replace(sgd, clip=None))
+    assert max(abs(a - b) for a, b in zip(unclipped.params["head.out.weight"].flatten(),
+                                          runs[0].params["head.out.weight"].flatten(), strict=True)) > 1e-3
+    ref = reference_run(full)  # the same autocast, checkpointing, schedule and clip, unsplit
+    assert max(abs(a - b) for a, b in zip(runs[1].losses, ref.losses, strict=True)) < 2e-2
+    assert runs[1].losses[-1] < runs[1].losses[0]
+    assert seen and all(len(pos) == 2 for pos in seen)
+    assert all(0 <= j <= 1 and 0 <= s <= 4 for pos in seen for j, s in pos)
+
+
+@pytest.mark.timeout(120)
+def test_run_with_progress_bar(capsys):
+    job = make_job("gpipe", 2, n_layer=2, steps=2, checkpoint=True, name="bar")
+    (run,) = jobs.run([job], 2, timeout=60, deadline=110, progress=True)
+    assert len(run.losses) == 2
+    assert "pipeline, 2 processes" in capsys.readouterr().err
