@@ -157,12 +157,12 @@ def _check_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(eq=False)
-class LinearRegression(Problem):
-    """Mean squared error ``L(w) = mean((X w - y)^2)``; gradient ``2/n X^T (X w - y)``."""
+class DataProblem(Problem):
+    """A problem defined by examples: features ``X`` (n, d) and targets ``y`` (n,), validated."""
 
     X: np.ndarray
     y: np.ndarray
-    name: str = "linear regression"
+    name: str = "data problem"
     feature_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -171,6 +171,13 @@ class LinearRegression(Problem):
 
     def _batch(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
+
+
+@dataclass(eq=False)
+class LinearRegression(DataProblem):
+    """Mean squared error ``L(w) = mean((X w - y)^2)``; gradient ``2/n X^T (X w - y)``."""
+
+    name: str = "linear regression"
 
     def _loss(self, w: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
         X, y = self._batch(idx)
@@ -230,22 +237,15 @@ def _expit(z: np.ndarray) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class LogisticRegression(Problem):
+class LogisticRegression(DataProblem):
     """Mean binary cross-entropy with logits ``z = X w``; gradient ``X^T (sigmoid(z) - y) / n``."""
 
-    X: np.ndarray
-    y: np.ndarray
     name: str = "logistic regression"
-    feature_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        self.X, self.y = _check_data(self.X, self.y)
+        super().__post_init__()
         if not np.isin(self.y, (0.0, 1.0)).all():
             raise ValueError("y must contain only 0 and 1 for logistic regression")
-        self.n_examples, self.dim = self.X.shape
-
-    def _batch(self, idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        return (self.X, self.y) if idx is None else (self.X[idx], self.y[idx])
 
     def _loss(self, w: np.ndarray, idx: np.ndarray | None) -> np.ndarray:
         X, y = self._batch(idx)
