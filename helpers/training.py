@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.utils.checkpoint as tuc
 
-from helpers import models
+from helpers import checkpointing, models, precision
 from helpers.gd import Schedule
 
 FORMAT = "course-checkpoint-v1"
@@ -64,13 +63,6 @@ class TrainConfig:
         Schedule(self.schedule, warmup=self.warmup)  # validates the name and warm-up
 
 
-def amp_dtype(device: str) -> torch.dtype:
-    """bf16 where the device supports it, else fp16 (CUDA before Ampere)."""
-    if device == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
-    return torch.bfloat16
-
-
 class Trainer:
     """Train the course transformer one step at a time; save and resume exactly."""
 
@@ -83,7 +75,8 @@ class Trainer:
         factors = Schedule(config.schedule, warmup=config.warmup).factors(config.steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda t: float(factors[min(t, len(factors) - 1)]))
-        self.dtype = amp_dtype(device) if config.amp else None
+        # lesson 03's recipe: bf16 where supported, else fp16 with a loss scaler
+        self.dtype = precision.choose_amp(device).autocast_dtype if config.amp else None
         self.scaler = torch.amp.GradScaler(device, enabled=self.dtype == torch.float16)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step_count = 0
@@ -91,12 +84,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.model.embed(x)
-        for block in self.model.blocks:
-            if self.config.checkpoint:
-                h = tuc.checkpoint(block, h, use_reentrant=False)
-            else:
-                h = block(h)
+        h = checkpointing.run_blocks(self.model.blocks, self.model.embed(x),
+                                     "every" if self.config.checkpoint else "none")
         return models.lm_loss(self.model.head(h), y)
 
     def step(self) -> float:

@@ -7,12 +7,10 @@ reported as ratios measured in one run wherever two things are compared.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 
 
-def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:  # noqa: C901
+def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
     @bench("01", "01")
     def widget_redraw() -> list:
         from helpers import gd_plots
@@ -152,4 +150,3 @@ def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
                            "airline, lesson 07 leaderboard settings, 1 BLAS thread"))
         return out
 
-    _ = (statistics, time)
