@@ -9,12 +9,14 @@ CELL_TIMEOUT ?= 300
 # OpenMP spin-waiting makes torch 10-30x slower on a busy 2-core machine (see helpers/__init__.py)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: help setup lab test test-unit test-notebooks notebooks lint lock bench clean
+.PHONY: help setup lab test test-unit test-notebooks test-portability test-seeds notebooks lint lock bench clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (sets up .venv first if needed)"
 	@echo "make test       unit tests + strict nbval on every notebook"
 	@echo "make notebooks  re-execute every notebook in place (authors: after any change)"
+	@echo "make test-portability  strict nbval under OPENBLAS_CORETYPE=Haswell and ATEN_CPU_CAPABILITY=avx2"
+	@echo "make test-seeds nbval-lax under COURSE_SEED=1 and 2 (every assert must hold for any seed)"
 	@echo "make lint       ruff over helpers, tests and notebooks"
 	@echo "make lock       re-resolve pyproject ranges into requirements.lock"
 	@echo "make bench      run the course's measurements (results/ + README table)"
@@ -24,19 +26,29 @@ setup:
 
 lab: setup
 	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Course (Python 3.11)" >/dev/null
-	@echo "Starting JupyterLab on 127.0.0.1 (open the URL with the token printed below)"
-	@cd notebooks && ../$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser \
-	    --IdentityProvider.token="$${JUPYTER_TOKEN:-$$(../$(PY) -c 'import secrets; print(secrets.token_hex(24))')}" \
-	    $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) $(LAB_ARGS)
+	@echo "Starting JupyterLab on 127.0.0.1 ..."
+	@$(PY) scripts/lab.py $(LAB_ARGS)
 
 test: setup test-unit test-notebooks
 
 test-unit:
 	$(PY) -m pytest tests -q
 
+# NBVAL=--nbval-lax checks asserts only (other seeds); the default compares every stored output
+NBVAL ?= --nbval
 test-notebooks:
-	$(PY) -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
+	$(PY) -m pytest -q $(NBVAL) --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg \
 	    --nbval-cell-timeout=$(CELL_TIMEOUT) -p no:cacheprovider $(NOTEBOOKS)
+
+# the stored outputs must not depend on the CPU's BLAS kernel or torch's vector ISA (issue 12)
+test-portability: setup
+	OPENBLAS_CORETYPE=Haswell $(MAKE) --no-print-directory test-notebooks
+	ATEN_CPU_CAPABILITY=avx2 $(MAKE) --no-print-directory test-notebooks
+
+# every assert holds for any seed, not just the stored one
+test-seeds: setup
+	COURSE_SEED=1 $(MAKE) --no-print-directory test-notebooks NBVAL=--nbval-lax
+	COURSE_SEED=2 $(MAKE) --no-print-directory test-notebooks NBVAL=--nbval-lax
 
 notebooks: setup
 	$(PY) scripts/run_notebooks.py $(NOTEBOOKS)

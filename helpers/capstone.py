@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from helpers import memory, models, training
+from helpers import memory, models, seeds, training
 from helpers.gd import Schedule as LRSchedule
 from helpers.pipeline.jobs import torch_threads
 
@@ -594,8 +594,9 @@ def clear_cell_output() -> None:
 
 # --------------------------------------------------------------------------- learning
 def sample(model: models.GPT, task: models.CharTask, prompt: str = "the ", length: int = 160,
-           temperature: float = 0.8, seed: int = 0) -> str:
+           temperature: float = 0.8, seed: int | None = None) -> str:
     """Text the model writes after ``prompt`` (seeded, so it is reproducible)."""
+    seed = seeds.resolve(seed, 0)
     g = torch.Generator().manual_seed(seed)
     idx = task.tokenizer.encode(prompt).view(1, -1)
     out = model.eval().generate(idx, length, temperature=temperature, generator=g)

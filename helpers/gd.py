@@ -28,6 +28,8 @@ from functools import cached_property
 
 import numpy as np
 
+from helpers import seeds
+
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "warmup")
 
@@ -602,10 +604,11 @@ def adam_step(w: np.ndarray, g: np.ndarray, lr: np.ndarray | float, m: np.ndarra
 
 
 # --------------------------------------------------------------------------- the loop
-def batch_order(n: int, batch_size: int, steps: int, seed: int = 0) -> list[np.ndarray | None]:
+def batch_order(n: int, batch_size: int, steps: int, seed: int | None = None) -> list[np.ndarray | None]:
     """The mini-batch index arrays for ``steps`` steps: each epoch is a fresh permutation of the
     n examples cut into batches of ``batch_size`` (the last may be smaller). ``None`` = full batch.
     """
+    seed = seeds.resolve(seed, 0)
     n = _check_int("n", n, 1)
     batch_size = _check_int("batch_size", batch_size, 1, n)
     steps = _check_int("steps", steps, 1)
@@ -707,7 +710,7 @@ def optimize(
     eps: float = 1e-8,
     schedule: str | Schedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     grad_noise: float = 0.0,
     diverge_factor: float = DIVERGE_FACTOR,
     record_params: bool = True,
@@ -721,6 +724,7 @@ def optimize(
     component (a model of mini-batch noise). A run whose loss exceeds ``diverge_factor`` times
     max(|starting loss|, 1) (or becomes non-finite) is stopped and reported as diverged.
     """
+    seed = seeds.resolve(seed, 0)
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a helpers.gd.Problem, got {type(problem).__name__}")
     lrs = as_learning_rates(lr)
@@ -820,12 +824,13 @@ def torch_reference(
     eps: float = 1e-8,
     schedule: str | Schedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Run ``torch.optim`` (SGD / SGD+momentum / Nesterov / Adam) in float64 on the same problem
     and the same batches as :func:`optimize`; return the parameters after each step, (steps+1, d).
     The schedule's factors are applied through ``torch.optim.lr_scheduler.LambdaLR``.
     """
+    seed = seeds.resolve(seed, 0)
     import torch
 
     lr = float(as_learning_rates(lr)[0])
@@ -898,7 +903,7 @@ def gradient_noise_variance(
     w: np.ndarray,
     batch_sizes: Sequence[int],
     samples: int = 2000,
-    seed: int = 0,
+    seed: int | None = None,
     replace: bool = True,
 ) -> tuple[np.ndarray, float]:
     """Measured E||g_B - g||^2 of the mini-batch gradient at ``w`` for each batch size B,
@@ -906,6 +911,7 @@ def gradient_noise_variance(
 
     Theory: sigma^2 / B when sampling with replacement, times (n - B)/(n - 1) without.
     """
+    seed = seeds.resolve(seed, 0)
     G = problem.per_example_grad(w)
     n = G.shape[0]
     full = G.mean(axis=0)
@@ -953,7 +959,7 @@ def lr_range_test(
     steps: int = 100,
     batch_size: int | None = None,
     optimizer: str = "sgd",
-    seed: int = 0,
+    seed: int | None = None,
     smoothing: float = 0.5,
 ) -> RangeTest:
     """Smith's (2017) learning-rate range test, run by :func:`optimize` with an exponential schedule.
@@ -962,6 +968,7 @@ def lr_range_test(
     smoothed with an exponential moving average) until it blows up. Suggestion: the rate at the
     smoothed minimum divided by 10, the usual rule of thumb.
     """
+    seed = seeds.resolve(seed, 0)
     lr_min, lr_max = _check_positive_finite("lr_min", lr_min), _check_positive_finite("lr_max", lr_max)
     if lr_max <= lr_min:
         raise ValueError(f"lr_max must be > lr_min, got lr_min={lr_min!r}, lr_max={lr_max!r}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import matplotlib.pyplot as plt
@@ -25,7 +25,7 @@ import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
-from helpers import gd
+from helpers import gd, seeds
 from helpers.plots import PALETTE
 
 #: problems offered by the learning-rate widget (name -> factory); all have a 2-D parameter
@@ -242,7 +242,7 @@ class LRSettings:
     steps: int = 200
     problem: str = "diabetes"
     momentum: float = 0.9
-    seed: int = 0
+    seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
     #: a name per rate for labels (default "rate 1", "rate 2", ...); the widget passes its controls' names
     names: tuple[str, ...] | None = None
 
@@ -476,7 +476,7 @@ class PairSettings:
     epochs: int = 10
     optimizer: str = "sgd"
     problem: str = "diabetes10"
-    seed: int = 0
+    seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.pairs) <= 3:

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from helpers import seeds
+
 ATTENTION_KINDS = ("manual", "sdpa")
 
 
@@ -267,10 +269,11 @@ def train(
     steps: int = 200,
     batch_size: int = 16,
     lr: float = 3e-3,
-    seed: int = 0,
+    seed: int | None = None,
     log_every: int = 0,
 ) -> list[float]:
     """Plain fp32 AdamW training for ``steps`` steps; returns the training loss per step."""
+    seed = seeds.resolve(seed, 0)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -289,10 +292,11 @@ def train(
 
 @torch.no_grad()
 def evaluate(
-    model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int = 1,
+    model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int | None = None,
     device: str = "cpu", autocast_dtype: torch.dtype | None = None,
 ) -> float:
     """Mean validation loss over a fixed set of batches (optionally under autocast on ``device``)."""
+    seed = seeds.resolve(seed, 1)
     g = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()

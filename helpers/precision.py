@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from helpers import seeds
+
 # ----------------------------------------------------------------------------- names and dtypes
 #: accepted names for the three training dtypes
 DTYPE_NAMES: dict[str, torch.dtype] = {
@@ -639,8 +641,9 @@ class TrainRun:
     model: nn.Module | None = field(default=None, repr=False)
 
 
-def build_gpt(cfg, seed: int = 0, device: str = "cpu", amp: AmpConfig | None = None) -> nn.Module:  # noqa: ANN001
+def build_gpt(cfg, seed: int | None = None, device: str = "cpu", amp: AmpConfig | None = None) -> nn.Module:  # noqa: ANN001
     """The course GPT with the initialisation of ``seed``, on ``device``; in ``amp.dtype`` if pure."""
+    seed = seeds.resolve(seed, 0)
     from helpers.models import GPT
 
     torch.manual_seed(seed)
@@ -652,8 +655,9 @@ def build_gpt(cfg, seed: int = 0, device: str = "cpu", amp: AmpConfig | None = N
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task, amp: AmpConfig, batches: int = 4, batch_size: int = 32,  # noqa: ANN001
-             seed: int = 1) -> float:
+             seed: int | None = None) -> float:
     """Mean validation loss over fixed batches, in the run's precision, on its device."""
+    seed = seeds.resolve(seed, 1)
     from helpers.models import evaluate as evaluate_gpt
 
     return evaluate_gpt(model, task, batches=batches, batch_size=batch_size, seed=seed,
@@ -667,7 +671,7 @@ def train_gpt(
     steps: int = 100,
     batch_size: int = 16,
     lr: float = 3e-3,
-    seed: int = 0,
+    seed: int | None = None,
     device: str = "cpu",
     scaler: str = "torch",
     max_grad_norm: float | None = 1.0,
@@ -681,6 +685,7 @@ def train_gpt(
     ``'ours'``); ``pure-*`` stores weights, gradients and optimizer state in low precision.
     ``hook(step, model)`` (optional) runs after the backward pass, before the optimizer step is
     taken, e.g. to inject an overflow."""
+    seed = seeds.resolve(seed, 0)
     amp = choose_amp(device, precision)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
@@ -805,9 +810,10 @@ def _sync(device: str) -> None:
 
 
 def matmul_times(n: int = 256, dtypes: Sequence[str] = ("fp32", "bf16", "fp16"), device: str = "cpu",
-                 repeats: int = 5, number: int = 10, seed: int = 0) -> dict[str, float]:
+                 repeats: int = 5, number: int = 10, seed: int | None = None) -> dict[str, float]:
     """Seconds per ``n x n`` matmul for each dtype: median of ``repeats`` rounds of ``number``
     products, the dtypes interleaved within each round so machine noise hits all alike."""
+    seed = seeds.resolve(seed, 0)
     _check_device(device)
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -842,11 +848,12 @@ class StepTiming:
 
 def step_times(task, cfg, precisions: Sequence[str] = ("fp32", "bf16", "fp16"),  # noqa: ANN001
                device: str = "cpu", batch_size: int = 16, repeats: int = 3, steps: int = 3,
-               warmup: int = 1, seed: int = 0) -> list[StepTiming]:
+               warmup: int = 1, seed: int | None = None) -> list[StepTiming]:
     """Time AMP training steps of the course GPT in each precision (interleaved, median), and
     on CUDA the peak memory of one step with only that precision's model alive.
 
     On a GPU use ``("fp32", "tf32", "bf16", "fp16")``; fp16 runs with ``torch.amp.GradScaler``."""
+    seed = seeds.resolve(seed, 0)
     from helpers.memory import MiB, cuda_peak_bytes
 
     amps = {p: choose_amp(device, p) for p in precisions}

@@ -6,6 +6,8 @@ style, installs precise noise filters, picks the device and prints one friendly 
 Environment variables (read here, so one flag switches the whole course):
 
 - ``COURSE_FULL=1``     larger "full" settings (longer runs, bigger models); default is fast.
+- ``COURSE_SEED=k``     the course seed (default 0): moves every seed in every notebook and helper
+                        (see :mod:`helpers.seeds`); every assert must hold for any k.
 - ``COURSE_THREADS=N``  torch intra-op threads (default: min(cores, 4)).
 - ``COURSE_DEVICE=cpu`` force the CPU path even when a GPU exists.
 """
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
+
+from helpers import seeds
 
 #: packages whose versions the welcome notebook reports
 CORE_PACKAGES = (
@@ -47,6 +51,10 @@ class Settings:
     full: bool
     cuda_name: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+
+    def seed_for(self, offset: int = 0) -> int:
+        """The seed of one experiment in a notebook: ``offset`` at course seed 0, moved for any other."""
+        return offset + seeds.STRIDE * self.seed  # the same family helpers.seeds.derive uses
 
     def pick(self, fast, full):  # noqa: ANN001, ANN201 - any value type
         """Return ``full`` under COURSE_FULL=1, else ``fast``: ``steps = s.pick(200, 2000)``."""
@@ -100,13 +108,17 @@ def detect_device(prefer: str | None = None) -> tuple[str, str | None]:
 
 
 def setup(
-    seed: int = 0,
+    seed: int | None = None,
     threads: int | None = None,
     device: str | None = None,
     quiet: bool = True,
     verbose: bool = True,
 ) -> Settings:
-    """Seed RNGs, set threads, style plots, filter known noise, pick the device; print one line."""
+    """Seed RNGs, set threads, style plots, filter known noise, pick the device; print one line.
+
+    ``seed`` defaults to ``COURSE_SEED`` (0 when unset); a given seed is written back to
+    ``COURSE_SEED`` so every helper default and every spawned process follows it.
+    """
     import torch
 
     from helpers import noise, plots
@@ -118,6 +130,8 @@ def setup(
     if quiet:
         noise.quiet_third_party()
     torch.set_num_threads(threads)
+    seed = seeds.course_seed() if seed is None else seeds.resolve(seed)
+    os.environ["COURSE_SEED"] = str(seed)
     seed_everything(seed)
     plots.apply_style()
     dev, gpu = detect_device(device)

@@ -21,13 +21,13 @@ import io
 import os
 import random
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from helpers import checkpointing, models, precision
+from helpers import checkpointing, models, precision, seeds
 from helpers.gd import Schedule
 
 FORMAT = "course-checkpoint-v1"
@@ -49,7 +49,7 @@ class TrainConfig:
     amp: bool = False
     checkpoint: bool = False
     clip: float = 1.0
-    seed: int = 0
+    seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -10,8 +11,14 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _seeded() -> None:
+def _seeded():
+    # unit tests pin the course seed (COURSE_SEED is for notebooks); setup() may write it: restore
+    saved = os.environ.pop("COURSE_SEED", None)
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
     torch.set_num_threads(1)
+    yield
+    os.environ.pop("COURSE_SEED", None)
+    if saved is not None:
+        os.environ["COURSE_SEED"] = saved

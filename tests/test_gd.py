@@ -51,8 +51,9 @@ def test_gradient_matches_autograd_and_finite_differences(name, reg, logit):
 
 def test_vectorised_over_runs_equals_one_by_one(reg):
     W = np.random.default_rng(2).normal(size=(5, reg.dim))
-    np.testing.assert_allclose(reg.loss(W), [reg.loss(w) for w in W], rtol=1e-13)
-    np.testing.assert_allclose(reg.grad(W), [reg.grad(w) for w in W], rtol=1e-13)
+    loss_1, grad_1 = [reg.loss(w) for w in W], np.array([reg.grad(w) for w in W])
+    np.testing.assert_allclose(reg.loss(W), loss_1, rtol=0, atol=1e-12 * np.abs(loss_1).max())
+    np.testing.assert_allclose(reg.grad(W), grad_1, rtol=0, atol=1e-12 * np.abs(grad_1).max())
 
 
 def test_problem_facts(reg2, logit):
@@ -208,7 +209,10 @@ def test_loop_bookkeeping(reg):
     same = gd.optimize(reg, 0.1, steps=5, batch_size=442)
     np.testing.assert_array_equal(full.params, same.params)
     single = gd.optimize(reg, 0.1, epochs=3, batch_size=100)  # vectorised run r == a run on its own
-    np.testing.assert_allclose(runs.params[:, 1], single.params[:, 0], rtol=1e-14)
+    # different BLAS kernels sum in different orders: allow float reassociation at the scale
+    # of the parameters (eps ~ 2e-16, x a few hundred operations), never exact equality
+    scale = np.abs(single.params).max()
+    np.testing.assert_allclose(runs.params[:, 1], single.params[:, 0], rtol=0, atol=1e-12 * scale)
 
 
 def test_divergence_is_reported_without_warnings_or_nan_plots(reg2):

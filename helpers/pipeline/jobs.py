@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from helpers import models
+from helpers import models, seeds
 from helpers.gd import Schedule as LRSchedule
 from helpers.pipeline.schedules import Action, Schedule, check_schedule_name, make_schedule
 from helpers.pipeline.simulate import Timeline
@@ -432,9 +432,10 @@ def check_equivalence(run: PipelineRun, atol: float = 1e-5, factor: float = 4.0)
 
 def make_job(schedule: str = "1f1b", m: int = 4, v: int = 1, *, n_layer: int = 2,
              n_embd: int = 32, n_head: int = 4, block_size: int = 16, batch_size: int = 8,
-             steps: int = 2, seed: int = 0, attention: str = "manual", **kwargs: Any
+             steps: int = 2, seed: int | None = None, attention: str = "manual", **kwargs: Any
              ) -> PipelineJob:
     """A job on the course task: a fresh GPT (seeded) and ``steps`` random batches."""
+    seed = seeds.resolve(seed, 0)
     task = models.char_task()
     cfg = task.config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size,
                       attention=attention)

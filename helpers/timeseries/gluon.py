@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 from sktime.forecasting.base import BaseForecaster
 
+from helpers import seeds
+
 __all__ = ["GluonTSForecaster", "lightning_sandbox", "seeded"]
 
 MODELS = ("feedforward", "deepar")
@@ -84,7 +86,7 @@ class GluonTSForecaster(BaseForecaster):
     epochs, num_batches_per_epoch, batch_size, lr : training budget.
     hidden : width of the hidden layers.
     log : train on ``log(y)`` and transform forecasts back (quantiles map exactly).
-    random_state : seed for sampling windows, weights and forecast samples.
+    random_state : seed for sampling windows, weights and forecast samples (None: from COURSE_SEED).
     """
 
     _tags = {
@@ -110,7 +112,7 @@ class GluonTSForecaster(BaseForecaster):
         hidden: int = 32,
         lr: float = 1e-3,
         log: bool = True,
-        random_state: int = 0,
+        random_state: int | None = None,
     ):
         self.model = model
         self.context_length = context_length
@@ -163,7 +165,7 @@ class GluonTSForecaster(BaseForecaster):
             raise ValueError(f"fh must be strictly in the future; got relative steps {steps.tolist()}")
         self._prediction_length = int(steps.max())
         self._train = self._dataset(y)
-        with lightning_sandbox() as trainer_kwargs, seeded(self.random_state):
+        with lightning_sandbox() as trainer_kwargs, seeded(seeds.resolve(self.random_state, 0)):
             estimator = self._estimator(self._prediction_length, _freq(y.index), trainer_kwargs)
             self.predictor_ = estimator.train(self._train)
             self.forecast_ = next(iter(self.predictor_.predict(self._train)))
