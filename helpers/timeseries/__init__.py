@@ -9,6 +9,7 @@
 - :mod:`~helpers.timeseries.gluon`       a quiet Lightning sandbox and an sktime adapter for GluonTS
 - :mod:`~helpers.timeseries.leaderboard` hold-out + expanding-window backtest for any sktime forecaster
 - :mod:`~helpers.timeseries.plots`       forecast plots with intervals and quantile fans
+- :mod:`~helpers.timeseries.transforms`  ``kernel_stable``: rounding that makes tree pipelines CPU-independent
 
 Importing this package applies :func:`~helpers.timeseries._quiet.quiet_forecasting_libraries`
 (precise fixes for sktime's filter reset and cmdstanpy/prophet logging); GluonTS itself is
@@ -50,6 +51,7 @@ from helpers.timeseries.leaderboard import Leaderboard, run_leaderboard  # noqa:
 from helpers.timeseries.metrics import interval_coverage, point_metrics, scorers  # noqa: E402
 from helpers.timeseries.plots import plot_fan, plot_forecasts  # noqa: E402
 from helpers.timeseries.stationarity import stationarity_table  # noqa: E402
+from helpers.timeseries.transforms import kernel_stable  # noqa: E402
 
 __all__ = [
     "DAILY_DEMAND_TRUTH",
@@ -66,6 +68,7 @@ __all__ = [
     "forecast",
     "interest_inflation",
     "interval_coverage",
+    "kernel_stable",
     "lightning_sandbox",
     "local_level",
     "local_linear_trend",
