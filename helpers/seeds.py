@@ -38,6 +38,8 @@ def resolve(seed: int | None, offset: int = 0) -> int:
     """``seed`` when given (validated), else :func:`derive` (``offset``)."""
     if seed is None:
         return derive(offset)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int >= 0 or None (COURSE_SEED's), got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
     return seed

@@ -42,5 +42,7 @@ def test_bad_course_seed_is_a_clear_error(raw):
 
 
 def test_bad_explicit_seed_is_a_clear_error():
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match="seed must be >= 0"):
         seeds.resolve(-3)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        seeds.resolve("3")
