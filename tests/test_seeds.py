@@ -19,10 +19,10 @@ def test_course_seed_zero_keeps_defaults_and_other_seeds_move_them():
 
 def test_helper_defaults_follow_course_seed():
     order0 = gd.batch_order(20, 5, 4)
-    assert all(np.array_equal(a, b) for a, b in zip(order0, gd.batch_order(20, 5, 4, seed=0)))
+    assert all(np.array_equal(a, b) for a, b in zip(order0, gd.batch_order(20, 5, 4, seed=0), strict=True))
     os.environ["COURSE_SEED"] = "1"
     order1 = gd.batch_order(20, 5, 4)
-    assert not all(np.array_equal(a, b) for a, b in zip(order0, order1))
+    assert not all(np.array_equal(a, b) for a, b in zip(order0, order1, strict=True))
 
 
 def test_setup_reads_and_writes_course_seed(capsys):
