@@ -29,9 +29,14 @@ def course_seed() -> int:
     return value
 
 
+def family(course: int, offset: int = 0) -> int:
+    """The seed of experiment ``offset`` under course seed ``course`` (``offset`` when it is 0)."""
+    return offset + STRIDE * course
+
+
 def derive(offset: int = 0) -> int:
-    """The seed for one experiment: ``offset`` under course seed 0, shifted for any other."""
-    return offset + STRIDE * course_seed()
+    """The seed for one experiment under the environment's course seed."""
+    return family(course_seed(), offset)
 
 
 def resolve(seed: int | None, offset: int = 0) -> int:

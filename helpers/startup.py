@@ -54,7 +54,7 @@ class Settings:
 
     def seed_for(self, offset: int = 0) -> int:
         """The seed of one experiment in a notebook: ``offset`` at course seed 0, moved for any other."""
-        return offset + seeds.STRIDE * self.seed  # the same family helpers.seeds.derive uses
+        return seeds.family(self.seed, offset)
 
     def pick(self, fast, full):  # noqa: ANN001, ANN201 - any value type
         """Return ``full`` under COURSE_FULL=1, else ``fast``: ``steps = s.pick(200, 2000)``."""
