@@ -94,6 +94,9 @@ def main(argv: list[str]) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         raise SystemExit(0)  # unwinds to the `finally` below, which stops the server
 
+    # Ctrl-C must stop the server even if our parent started us with SIGINT ignored (an inherited
+    # SIG_IGN makes Python skip its KeyboardInterrupt handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:
