@@ -10,7 +10,7 @@ Pure NumPy, float64, vectorised over *runs*: every function takes parameters of 
 - **Updates**: plain SGD, heavy-ball momentum, Nesterov (both in ``torch.optim.SGD``'s form) and
   Adam (``torch.optim.Adam``'s form); :func:`torch_reference` runs torch's optimisers on the same
   problem and batches so tests can compare step by step.
-- **Schedules**: constant, step, exponential, 1/t, cosine, linear warm-up (:class:`Schedule`).
+- **Schedules**: constant, step, exponential, 1/t, cosine, linear warm-up (:class:`~helpers.core.lr.LRSchedule`).
 - **Divergence** is detected every step and reported ("diverged at step k: loss exceeded ..."):
   a diverged run is frozen, its later entries are NaN, and no overflow warning escapes.
 - **Theory**: contraction factors on quadratics, the heavy-ball optimum, the noise-ball
@@ -28,48 +28,16 @@ from functools import cached_property
 
 import numpy as np
 
-from helpers import seeds
+from helpers import seeds, validate
+from helpers.core.lr import LRSchedule, as_lr_schedule
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "step", "exponential", "inverse_time", "cosine", "warmup")
 
 #: a run has diverged once its loss exceeds this multiple of max(|starting loss|, 1)
 DIVERGE_FACTOR = 1e6
 
 
 # --------------------------------------------------------------------------- validation
-def _check_positive_finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def _check_unit_interval(name: str, value: object, allow_zero: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    ok = (0.0 <= value < 1.0) if allow_zero else (0.0 < value < 1.0)
-    if not ok:
-        raise ValueError(f"{name} must be in {'[0, 1)' if allow_zero else '(0, 1)'}, got {value!r}")
-    return float(value)
-
-
-def _check_choice(name: str, value: object, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not known; allowed: {', '.join(map(repr, allowed))}")
-    return str(value)
-
-
 def as_learning_rates(lr: float | Sequence[float] | np.ndarray) -> np.ndarray:
     """Learning rate(s) as a 1-D float array; each must be finite and > 0."""
     arr = np.atleast_1d(np.asarray(lr, dtype=float)) if not isinstance(lr, str) else None
@@ -395,8 +363,8 @@ def numeric_hessian(problem: Problem, w: np.ndarray, h: float = 1e-5) -> np.ndar
 # ----------------------------------------------------------------- problem factories
 def quadratic(kappa: float, L: float = 1.0, angle_deg: float = 0.0, center=(0.0, 0.0)) -> Quadratic:  # noqa: N803, ANN001
     """A 2-D quadratic with eigenvalues L and L/kappa, its axes rotated by ``angle_deg``."""
-    kappa = _check_positive_finite("kappa", kappa)
-    L = _check_positive_finite("L", L)
+    kappa = validate.positive_finite("kappa", kappa)
+    L = validate.positive_finite("L", L)
     if kappa < 1:
         raise ValueError(f"kappa must be >= 1, got {kappa!r}")
     a = math.radians(angle_deg)
@@ -420,7 +388,7 @@ def _diabetes_xy(features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(features, str) or len(features) == 0:
         raise ValueError(f"features must be a non-empty sequence of column names from {allowed}")
     for name in features:
-        _check_choice("features", name, allowed)
+        validate.choice("features", name, allowed)
     return df[list(features)].to_numpy(float), df["progression"].to_numpy(float)
 
 
@@ -508,67 +476,7 @@ def xcos_surface(c: float = 0.15 * math.pi) -> Surface:
     return Surface(f, df, 1, name="x cos(cx)")
 
 
-# --------------------------------------------------------------------------- schedules
-@dataclass(frozen=True)
-class Schedule:
-    """A learning-rate schedule: the factor multiplying the base rate at step t = 0, 1, ...
 
-    - ``constant``: 1
-    - ``step``: ``gamma ** (t // step_size)``                 (torch ``StepLR``)
-    - ``exponential``: ``gamma ** t``                         (torch ``ExponentialLR``)
-    - ``inverse_time``: ``1 / (1 + decay * t)``               (the classic 1/t decay)
-    - ``cosine``: ``m + (1 - m)(1 + cos(pi t / T)) / 2``      (torch ``CosineAnnealingLR``, T = steps)
-    - ``warmup``: linear warm-up only (then constant)
-
-    ``warmup`` > 0 prepends a linear warm-up ``(t + 1) / warmup`` (torch ``LinearLR``) to any
-    schedule, which then starts counting after the warm-up.
-    """
-
-    name: str = "constant"
-    gamma: float = 0.5
-    step_size: int = 100
-    decay: float = 0.01
-    min_factor: float = 0.0
-    warmup: int = 0
-
-    def __post_init__(self) -> None:
-        _check_choice("schedule", self.name, SCHEDULES)
-        _check_positive_finite("gamma", self.gamma)
-        _check_int("step_size", self.step_size, 1)
-        _check_positive_finite("decay", self.decay)
-        _check_unit_interval("min_factor", self.min_factor)
-        _check_int("warmup", self.warmup, 0)
-        if self.name == "warmup" and self.warmup < 1:
-            raise ValueError("schedule 'warmup' needs warmup >= 1 steps")
-
-    def factors(self, steps: int) -> np.ndarray:
-        """The factor for each of ``steps`` steps (shape (steps,))."""
-        steps = _check_int("steps", steps, 1)
-        w = min(self.warmup, steps)
-        t = np.arange(steps - w, dtype=float)
-        if self.name in ("constant", "warmup"):
-            main = np.ones_like(t)
-        elif self.name == "step":
-            main = self.gamma ** np.floor(t / self.step_size)
-        elif self.name == "exponential":
-            main = self.gamma**t
-        elif self.name == "inverse_time":
-            main = 1.0 / (1.0 + self.decay * t)
-        else:  # cosine
-            T = max(steps - w, 1)
-            main = self.min_factor + (1 - self.min_factor) * (1 + np.cos(np.pi * t / T)) / 2
-        warm = (np.arange(w, dtype=float) + 1) / max(self.warmup, 1)
-        return np.concatenate([warm, main])
-
-
-def as_schedule(schedule: str | Schedule | None) -> Schedule:
-    if schedule is None:
-        return Schedule()
-    if isinstance(schedule, Schedule):
-        return schedule
-    if isinstance(schedule, str):
-        return Schedule(schedule)
-    raise TypeError(f"schedule must be a name ({', '.join(SCHEDULES)}) or a Schedule, got {schedule!r}")
 
 
 # ------------------------------------------------------------------- update rules
@@ -609,9 +517,9 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int | None = None) ->
     n examples cut into batches of ``batch_size`` (the last may be smaller). ``None`` = full batch.
     """
     seed = seeds.resolve(seed, 0)
-    n = _check_int("n", n, 1)
-    batch_size = _check_int("batch_size", batch_size, 1, n)
-    steps = _check_int("steps", steps, 1)
+    n = validate.integer("n", n, 1)
+    batch_size = validate.integer("batch_size", batch_size, 1, n)
+    steps = validate.integer("steps", steps, 1)
     if batch_size == n:
         return [None] * steps
     rng = np.random.default_rng(seed)
@@ -637,7 +545,7 @@ class Runs:
     optimizer: str
     batch_size: int
     n_examples: int
-    schedule: Schedule
+    schedule: LRSchedule
     loss: np.ndarray  # (steps+1, R), full objective after each step
     grad_norm: np.ndarray  # (steps, R), norm of the (mini-batch) gradient used at each step
     grad_evals: np.ndarray  # (steps+1,), cumulative per-example gradient evaluations
@@ -708,7 +616,7 @@ def optimize(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    schedule: str | Schedule | None = "constant",
+    schedule: str | LRSchedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
     seed: int | None = None,
     grad_noise: float = 0.0,
@@ -729,24 +637,24 @@ def optimize(
         raise TypeError(f"problem must be a helpers.gd.Problem, got {type(problem).__name__}")
     lrs = as_learning_rates(lr)
     R, d, n = lrs.size, problem.dim, problem.n_examples
-    batch_size = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    momentum = _check_unit_interval("momentum", momentum)
+    batch_size = n if batch_size is None else validate.integer("batch_size", batch_size, 1, n)
+    validate.choice("optimizer", optimizer, OPTIMIZERS)
+    momentum = validate.unit_interval("momentum", momentum)
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    b1, b2 = (_check_unit_interval("betas", b) for b in betas)
-    eps = _check_positive_finite("eps", eps)
-    diverge_factor = _check_positive_finite("diverge_factor", diverge_factor)
+    b1, b2 = (validate.unit_interval("betas", b) for b in betas)
+    eps = validate.positive_finite("eps", eps)
+    diverge_factor = validate.positive_finite("diverge_factor", diverge_factor)
     if isinstance(grad_noise, bool) or not (isinstance(grad_noise, (int, float)) and grad_noise >= 0
                                             and math.isfinite(grad_noise)):
         raise ValueError(f"grad_noise must be a finite number >= 0, got {grad_noise!r}")
     if (steps is None) == (epochs is None):
         raise ValueError(f"give exactly one of steps or epochs, got steps={steps!r}, epochs={epochs!r}")
     if steps is None:
-        steps = _check_int("epochs", epochs, 1) * steps_per_epoch(n, batch_size)
-    steps = _check_int("steps", steps, 1)
-    seed = _check_int("seed", seed, 0)
-    sched = as_schedule(schedule)
+        steps = validate.integer("epochs", epochs, 1) * steps_per_epoch(n, batch_size)
+    steps = validate.integer("steps", steps, 1)
+    seed = validate.integer("seed", seed, 0)
+    sched = as_lr_schedule(schedule)
     factors = sched.factors(steps)
     W = np.zeros((R, d)) if w0 is None else _as_runs(w0, d, "w0")[0]
     if W.shape[0] != R:  # one start per rate, one rate for many starts, or one start for all
@@ -822,7 +730,7 @@ def torch_reference(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    schedule: str | Schedule | None = "constant",
+    schedule: str | LRSchedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
@@ -834,10 +742,10 @@ def torch_reference(
     import torch
 
     lr = float(as_learning_rates(lr)[0])
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    validate.choice("optimizer", optimizer, OPTIMIZERS)
     n = problem.n_examples
-    batch_size = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
-    factors = as_schedule(schedule).factors(steps)
+    batch_size = n if batch_size is None else validate.integer("batch_size", batch_size, 1, n)
+    schedule = as_lr_schedule(schedule)
     start = np.zeros(problem.dim) if w0 is None else np.asarray(w0, dtype=float).reshape(problem.dim)
     w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     if optimizer == "adam":
@@ -845,7 +753,7 @@ def torch_reference(
     else:
         opt = torch.optim.SGD([w], lr=lr, momentum=0.0 if optimizer == "sgd" else momentum,
                               nesterov=optimizer == "nesterov")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: float(factors[min(t, steps - 1)]))
+    sched = schedule.to_torch(opt, steps)
     out = [start.copy()]
     for idx in batch_order(n, batch_size, steps, seed):
         opt.zero_grad()
@@ -866,8 +774,8 @@ def contraction_factor(hessian: np.ndarray, lr: float) -> float:
 def stability_limit(optimizer: str, momentum: float = 0.9) -> float | None:
     """Largest stable constant step on a quadratic, in units of 2/L: GD 1, heavy ball 1 + beta,
     Nesterov (1 + beta) / (1 + 2 beta). Adam has no such limit in these units (None)."""
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
-    momentum = _check_unit_interval("momentum", momentum)
+    validate.choice("optimizer", optimizer, OPTIMIZERS)
+    momentum = validate.unit_interval("momentum", momentum)
     return {"sgd": 1.0, "momentum": 1 + momentum, "nesterov": (1 + momentum) / (1 + 2 * momentum)}.get(optimizer)
 
 
@@ -883,7 +791,7 @@ def heavy_ball_optimum(L: float, mu: float) -> tuple[float, float, float]:  # no
 
     lr = 4 / (sqrt L + sqrt mu)^2, momentum = ((sqrt k - 1)/(sqrt k + 1))^2, rate = (sqrt k - 1)/(sqrt k + 1).
     """
-    L, mu = _check_positive_finite("L", L), _check_positive_finite("mu", mu)
+    L, mu = validate.positive_finite("L", L), validate.positive_finite("mu", mu)
     rate = (math.sqrt(L) - math.sqrt(mu)) / (math.sqrt(L) + math.sqrt(mu))
     return 4 / (math.sqrt(L) + math.sqrt(mu)) ** 2, rate**2, rate
 
@@ -916,11 +824,11 @@ def gradient_noise_variance(
     n = G.shape[0]
     full = G.mean(axis=0)
     sigma2 = float(np.mean(np.sum((G - full) ** 2, axis=1)))
-    samples = _check_int("samples", samples, 2)
+    samples = validate.integer("samples", samples, 2)
     rng = np.random.default_rng(seed)
     out = []
     for B in batch_sizes:
-        B = _check_int("batch_sizes", B, 1, n if not replace else None)
+        B = validate.integer("batch_sizes", B, 1, n if not replace else None)
         if replace:
             idx = rng.integers(0, n, size=(samples, B))
         else:
@@ -969,14 +877,14 @@ def lr_range_test(
     smoothed minimum divided by 10, the usual rule of thumb.
     """
     seed = seeds.resolve(seed, 0)
-    lr_min, lr_max = _check_positive_finite("lr_min", lr_min), _check_positive_finite("lr_max", lr_max)
+    lr_min, lr_max = validate.positive_finite("lr_min", lr_min), validate.positive_finite("lr_max", lr_max)
     if lr_max <= lr_min:
         raise ValueError(f"lr_max must be > lr_min, got lr_min={lr_min!r}, lr_max={lr_max!r}")
-    steps = _check_int("steps", steps, 2)
-    smoothing = _check_unit_interval("smoothing", smoothing)
+    steps = validate.integer("steps", steps, 2)
+    smoothing = validate.unit_interval("smoothing", smoothing)
     gamma = (lr_max / lr_min) ** (1 / (steps - 1))
     runs = optimize(problem, lr_min, steps=steps, batch_size=batch_size, optimizer=optimizer, seed=seed,
-                    schedule=Schedule("exponential", gamma=gamma), record_params=False, diverge_factor=1e3)
+                    schedule=LRSchedule("exponential", gamma=gamma), record_params=False, diverge_factor=1e3)
     lrs = lr_min * gamma ** np.arange(steps)
     loss = runs.loss[1:, 0]  # loss after the step taken with lrs[t]
     valid = int(np.isfinite(loss).sum())

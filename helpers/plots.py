@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import matplotlib as mpl
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 #: a colour-blind-safe cycle (Okabe & Ito 2008)
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -25,3 +29,12 @@ def apply_style() -> None:
             "image.cmap": "viridis",
         }
     )
+
+
+def figure_png(fig: Figure) -> bytes:
+    """Render a figure to PNG bytes and close it (widgets show it in an ``ipywidgets.Image``, which
+    works in any front end and never leaks a figure into a cell's output)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

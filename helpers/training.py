@@ -1,9 +1,10 @@
 """Resumable single-process training of the course transformer (lesson 08).
 
-:class:`Trainer` trains :class:`helpers.models.GPT` on the char task with AdamW and a
-learning-rate schedule from lessons 01-02 (:class:`helpers.gd.Schedule`), optionally under
+:class:`Trainer` trains :class:`helpers.core.GPT` on the char task with AdamW and a
+learning-rate schedule from lessons 01-02 (:class:`helpers.core.LRSchedule`), optionally under
 autocast (bf16; fp16 + ``GradScaler`` on GPUs without bf16) and with gradient checkpointing of
-the blocks. Its whole state — model, optimiser, scheduler position, scaler, RNG streams and step —
+the blocks: each step is :func:`helpers.core.train_step`, the same step (and the same
+``torch.utils.checkpoint`` policy) as the pipeline's stages. Its whole state — model, optimiser, scheduler position, scaler, RNG streams and step —
 goes into one checkpoint file:
 
 - written atomically (temporary file + ``os.replace``): an interrupted save never leaves a
@@ -27,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import checkpointing, models, precision, seeds
-from helpers.gd import Schedule
+from helpers import core, precision, seeds, validate
+from helpers.core import LRSchedule, Policy, StepConfig, train_step
 
 FORMAT = "course-checkpoint-v1"
 
@@ -42,71 +43,72 @@ class TrainConfig:
     """How to train. ``amp``: autocast in low precision; ``checkpoint``: recompute blocks in backward."""
 
     steps: int = 200
+    """Optimiser steps of the whole run."""
     batch_size: int = 16
+    """Sequences per step."""
     lr: float = 3e-3
+    """Peak AdamW learning rate."""
     schedule: str = "cosine"
+    """LR schedule name (:data:`helpers.core.LR_SCHEDULES`)."""
     warmup: int = 10
+    """Linear warm-up steps before the schedule."""
     amp: bool = False
+    """Autocast in low precision (bf16; fp16 with a loss scaler on GPUs without bf16)."""
     checkpoint: bool = False
+    """Recompute every transformer block in backward (``torch.utils.checkpoint``)."""
     clip: float = 1.0
+    """Clip the gradient norm to this value."""
     seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
+    """Initial weights and batch order."""
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and np.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not self.clip > 0:
-            raise ValueError(f"clip must be > 0, got {self.clip!r}")
-        Schedule(self.schedule, warmup=self.warmup)  # validates the name and warm-up
+        validate.positive_int("steps", self.steps)
+        validate.positive_int("batch_size", self.batch_size)
+        validate.positive_finite("lr", self.lr)
+        validate.positive_finite("clip", self.clip)
+        self.lr_schedule()  # validates the name and warm-up
+
+    def lr_schedule(self) -> LRSchedule:
+        """The learning-rate schedule of this run."""
+        return LRSchedule(self.schedule, warmup=self.warmup)
+
+    def step_config(self, dtype: torch.dtype | None) -> StepConfig:
+        """The core step's options for this run (``dtype``: the autocast dtype chosen)."""
+        policy = Policy("every", impl="torch") if self.checkpoint else "none"
+        return StepConfig(autocast_dtype=dtype, checkpoint=policy, clip=self.clip)
 
 
 class Trainer:
     """Train the course transformer one step at a time; save and resume exactly."""
 
-    def __init__(self, model_config: models.GPTConfig, task: models.CharTask, config: TrainConfig,
+    def __init__(self, model_config: core.GPTConfig, task: core.CharTask, config: TrainConfig,
                  device: str = "cpu") -> None:
         self.model_config, self.task, self.config, self.device = model_config, task, config, device
         torch.manual_seed(config.seed)
-        self.model = models.GPT(model_config).to(device)
+        self.model = core.GPT(model_config).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=0.0)
-        factors = Schedule(config.schedule, warmup=config.warmup).factors(config.steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda t: float(factors[min(t, len(factors) - 1)]))
+        self.scheduler = config.lr_schedule().to_torch(self.optimizer, config.steps)
         # lesson 03's recipe: bf16 where supported, else fp16 with a loss scaler
         self.dtype = precision.choose_amp(device).autocast_dtype if config.amp else None
         self.scaler = torch.amp.GradScaler(device, enabled=self.dtype == torch.float16)
+        self.step_config = config.step_config(self.dtype)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step_count = 0
         self.losses: list[float] = []
 
     # ------------------------------------------------------------------ training
-    def _forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = checkpointing.run_blocks(self.model.blocks, self.model.embed(x),
-                                     "every" if self.config.checkpoint else "none")
-        return models.lm_loss(self.model.head(h), y)
-
     def step(self) -> float:
-        """One optimiser step; returns the training loss."""
+        """One optimiser step (:func:`helpers.core.train_step`); returns the training loss."""
         if self.step_count >= self.config.steps:
             raise ValueError(f"training already finished ({self.config.steps} steps)")
         x, y = self.task.batch(self.config.batch_size, self.model_config.block_size, self.generator)
-        x, y = x.to(self.device), y.to(self.device)
         self.model.train()
-        with torch.autocast(self.device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            loss = self._forward(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        stats = train_step(self.model, self.optimizer, (x.to(self.device), y.to(self.device)),
+                           self.step_config, scaler=self.scaler if self.scaler.is_enabled() else None,
+                           lr_scheduler=self.scheduler)
         self.step_count += 1
-        self.losses.append(loss.item())
-        return self.losses[-1]
+        self.losses.append(stats.loss)
+        return stats.loss
 
     def run(self, steps: int | None = None, progress: bool = False) -> list[float]:
         """Run ``steps`` more steps (default: to the end); returns the losses of these steps."""

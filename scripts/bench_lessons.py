@@ -13,7 +13,7 @@ from collections.abc import Callable
 def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
     @bench("01", "01")
     def widget_redraw() -> list:
-        from helpers import gd_plots
+        from helpers.lessons import gd_plots
 
         r = gd_plots.measure_redraw(repeats=30, draw_repeats=5)
         return [
@@ -27,10 +27,10 @@ def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
     def autocast_ratio() -> list:
         import torch
 
-        from helpers import memory, models
+        from helpers import core, memory
         from helpers import precision as P
 
-        task = models.char_task()
+        task = core.char_task()
         cfg = task.config(n_layer=2, block_size=64)
         out = []
         for batch in (16, 64):
@@ -61,15 +61,15 @@ def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
         import torch
 
         from helpers import checkpointing as ck
-        from helpers import models
+        from helpers import core
 
-        task = models.char_task()
+        task = core.char_task()
         T, B, C = 64, 8, 32
         x, y = task.batch(B, T, torch.Generator().manual_seed(0))
 
-        def make(n: int) -> models.GPT:
+        def make(n: int) -> core.GPT:
             torch.manual_seed(0)
-            return models.GPT(task.config(n_layer=n, n_embd=C, n_head=4, block_size=T))
+            return core.GPT(task.config(n_layer=n, n_embd=C, n_head=4, block_size=T))
 
         depths = [1, 4, 9, 16, 25, 36]
         peaks = [ck.measure_memory(make(n), x, y, "sqrt").peak for n in depths]

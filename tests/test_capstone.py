@@ -8,13 +8,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers import capstone, memory, models, training
+from helpers import core, memory, training
+from helpers.lessons import capstone
 from helpers.pipeline import jobs, split
 
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 def tiny_spec(task, steps: int = 8, **train) -> capstone.RunSpec:
@@ -24,7 +25,7 @@ def tiny_spec(task, steps: int = 8, **train) -> capstone.RunSpec:
         stages=2, m=4)
 
 
-class RecordingTask(models.CharTask):
+class RecordingTask(core.CharTask):
     """The char task, remembering every batch it hands out."""
 
     def batch(self, batch_size, block_size, generator, split="train"):
@@ -58,7 +59,7 @@ def test_run_spec_rejects_bad_input(task):
         capstone.RunSpec(replace(cfg, dropout=0.1), tc)
     with pytest.raises(ValueError, match="m must be a positive int, got 0"):
         capstone.RunSpec(cfg, tc, m=0)
-    with pytest.raises(TypeError, match="model must be a helpers.models.GPTConfig"):
+    with pytest.raises(TypeError, match="model must be a helpers.core.GPTConfig"):
         capstone.RunSpec({"n_layer": 2}, tc)
     with pytest.raises(ValueError, match="schedule"):
         capstone.RunSpec(cfg, tc, schedule="zigzag")
@@ -87,8 +88,8 @@ def test_single_process_combinations(task):
     assert 0 < agree["control"].max_abs < 0.05 and "rounded to bfloat16" in ctl.combo.label
     assert len(plain.step_times) == 8 and plain.step_s > 0 and plain.tokens_per_s > 0
     final = plain.model(spec.model)
-    assert models.evaluate(final, task, batches=1) == pytest.approx(
-        models.evaluate(_trained(spec, task), task, batches=1))
+    assert core.evaluate(final, task, batches=1) == pytest.approx(
+        core.evaluate(_trained(spec, task), task, batches=1))
 
 
 def _trained(spec, task):
@@ -123,7 +124,7 @@ def test_ledgers_relations_and_cross_check(task):
     leds = capstone.all_ledgers(task, spec)
     plain, amp, ckpt = leds["plain"][0], leds["amp"][0], leds["checkpoint"][0]
     # one process: the same numbers as helpers.memory's ledger of the whole model
-    model = models.GPT(spec.model)
+    model = core.GPT(spec.model)
     model.load_state_dict(capstone.initial_state(spec))
     x, y = capstone.batches(task, spec)[0]
     ref = memory.memory_ledger(model, lambda: model(x, y)[1],
@@ -176,7 +177,7 @@ def test_recommend_follows_memory_then_time():
 
 
 def test_sample_words_progress_and_no_notebook_side_effects(task, capsys):
-    model = models.GPT(task.config(n_layer=1, n_embd=16, block_size=16))
+    model = core.GPT(task.config(n_layer=1, n_embd=16, block_size=16))
     a, b = capstone.sample(model, task, length=20), capstone.sample(model, task, length=20)
     assert a == b and a.startswith("the ") and len(a) == 24
     assert capstone.real_word_share("the dog sees a qzx tre", "the dog sees a tree") == 0.8

@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
 from helpers import checkpointing as ck
-from helpers import memory, models
+from helpers import core, memory
 
 T, B = 16, 4
 
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def batch(task):
 
 def gpt(task, n_layer=3, dropout=0.0, **kw):
     torch.manual_seed(0)
-    return models.GPT(task.config(n_layer=n_layer, n_embd=32, n_head=4, block_size=T, dropout=dropout, **kw))
+    return core.GPT(task.config(n_layer=n_layer, n_embd=32, n_head=4, block_size=T, dropout=dropout, **kw))
 
 
 def grads_after(model, batch, policy, seed=1, autocast_dtype=None):

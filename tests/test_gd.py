@@ -157,7 +157,7 @@ def test_from_scratch_equals_torch_optim(reg, optimizer, batch_size):
 
 @pytest.mark.parametrize("optimizer", ["nesterov", "adam"])
 def test_torch_equality_with_schedule_and_logistic(logit, optimizer):
-    sched = gd.Schedule("cosine", warmup=5, min_factor=0.1)
+    sched = gd.LRSchedule("cosine", warmup=5, min_factor=0.1)
     kw = dict(steps=50, batch_size=16, optimizer=optimizer, schedule=sched, seed=2, betas=(0.8, 0.99))
     runs = gd.optimize(logit, 0.3, **kw)
     np.testing.assert_allclose(runs.params[:, 0], gd.torch_reference(logit, 0.3, **kw), rtol=1e-12, atol=1e-14)
@@ -177,16 +177,16 @@ def _torch_factors(make, steps):
 def test_schedules_equal_torch_schedulers():
     S, steps = torch.optim.lr_scheduler, 60
     cases = [
-        (gd.Schedule("step", gamma=0.3, step_size=7), lambda o: S.StepLR(o, step_size=7, gamma=0.3)),
-        (gd.Schedule("exponential", gamma=0.95), lambda o: S.ExponentialLR(o, gamma=0.95)),
-        (gd.Schedule("cosine", min_factor=0.05), lambda o: S.CosineAnnealingLR(o, T_max=steps, eta_min=0.05)),
-        (gd.Schedule("warmup", warmup=10), lambda o: S.LinearLR(o, start_factor=0.1, total_iters=9)),
+        (gd.LRSchedule("step", gamma=0.3, step_size=7), lambda o: S.StepLR(o, step_size=7, gamma=0.3)),
+        (gd.LRSchedule("exponential", gamma=0.95), lambda o: S.ExponentialLR(o, gamma=0.95)),
+        (gd.LRSchedule("cosine", min_factor=0.05), lambda o: S.CosineAnnealingLR(o, T_max=steps, eta_min=0.05)),
+        (gd.LRSchedule("warmup", warmup=10), lambda o: S.LinearLR(o, start_factor=0.1, total_iters=9)),
     ]
     for mine, make in cases:
         np.testing.assert_allclose(mine.factors(steps), _torch_factors(make, steps), rtol=1e-10, err_msg=mine.name)
-    inv = gd.Schedule("inverse_time", decay=0.5).factors(4)
+    inv = gd.LRSchedule("inverse_time", decay=0.5).factors(4)
     np.testing.assert_allclose(inv, [1, 1 / 1.5, 1 / 2, 1 / 2.5])
-    np.testing.assert_allclose(gd.Schedule("constant").factors(3), 1.0)
+    np.testing.assert_allclose(gd.LRSchedule("constant").factors(3), 1.0)
 
 
 # ---------------------------------------------------------------------- the loop itself
@@ -268,7 +268,7 @@ def test_lr_range_test_brackets_the_cliff(reg):
         ({"batch_size": 0}, ValueError, r"batch_size must be in \[1, 442\], got 0"),
         ({"batch_size": 443}, ValueError, "batch_size"),
         ({"batch_size": 2.5}, TypeError, "batch_size"),
-        ({"optimizer": "rmsprop"}, ValueError, r"optimizer='rmsprop' is not known; allowed: 'sgd'"),
+        ({"optimizer": "rmsprop"}, ValueError, r"optimizer must be one of .*got 'rmsprop'"),
         ({"schedule": "linear"}, ValueError, r"schedule='linear' is not known; allowed: 'constant'"),
         ({"schedule": 3}, TypeError, "schedule"),
         ({"steps": 0}, ValueError, "steps"),
@@ -302,15 +302,15 @@ def test_bad_data_and_problems():
         gd.Quadratic(np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match="kappa"):
         gd.quadratic(0.5)
-    with pytest.raises(ValueError, match=r"features='weight' is not known"):
+    with pytest.raises(ValueError, match=r"features must be one of .*got 'weight'"):
         gd.diabetes_regression(("bmi", "weight"))
     with pytest.raises(ValueError, match="idx must be None"):
         gd.quadratic(2.0).grad(np.zeros(2), idx=np.array([0]))
     with pytest.raises(TypeError, match="problem"):
         gd.optimize("diabetes", 0.1, steps=3)
     with pytest.raises(ValueError, match="warmup"):
-        gd.Schedule("warmup")
+        gd.LRSchedule("warmup")
     with pytest.raises(ValueError, match="gamma"):
-        gd.Schedule("step", gamma=0.0)
+        gd.LRSchedule("step", gamma=0.0)
     with pytest.raises(ValueError, match="lr_max must be > lr_min"):
         gd.lr_range_test(gd.quadratic(2.0), 1.0, 0.1)

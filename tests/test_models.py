@@ -1,17 +1,17 @@
 import pytest
 import torch
 
-from helpers import models
+from helpers import core
 
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 def test_shapes_and_layers(task):
     cfg = task.config(n_layer=3, n_embd=32, n_head=4, block_size=16)
-    m = models.GPT(cfg)
+    m = core.GPT(cfg)
     x, y = task.batch(4, 16, torch.Generator().manual_seed(0))
     logits, loss = m(x, y)
     assert logits.shape == (4, 16, task.tokenizer.vocab_size)
@@ -26,15 +26,15 @@ def test_shapes_and_layers(task):
 
 def test_manual_and_sdpa_attention_agree(task):
     cfg = task.config(n_layer=2, block_size=16)
-    a = models.GPT(cfg)
-    b = models.GPT(task.config(n_layer=2, block_size=16, attention="sdpa"))
+    a = core.GPT(cfg)
+    b = core.GPT(task.config(n_layer=2, block_size=16, attention="sdpa"))
     b.load_state_dict(a.state_dict())
     x, _ = task.batch(2, 16, torch.Generator().manual_seed(0))
     torch.testing.assert_close(a(x)[0], b(x)[0], atol=1e-5, rtol=1e-5)
 
 
 def test_causality(task):
-    m = models.GPT(task.config(block_size=16)).eval()
+    m = core.GPT(task.config(block_size=16)).eval()
     x, _ = task.batch(1, 16, torch.Generator().manual_seed(0))
     x2 = x.clone()
     x2[0, -1] = (x2[0, -1] + 1) % 27
@@ -43,10 +43,10 @@ def test_causality(task):
 
 def test_model_learns_the_task(task):
     torch.manual_seed(0)
-    m = models.GPT(task.config(n_layer=2, block_size=32))
-    before = models.evaluate(m, task, batches=2)
-    models.train(m, task, steps=60, batch_size=16)
-    after = models.evaluate(m, task, batches=2)
+    m = core.GPT(task.config(n_layer=2, block_size=32))
+    before = core.evaluate(m, task, batches=2)
+    core.train(m, task, steps=60, batch_size=16)
+    after = core.evaluate(m, task, batches=2)
     assert after < 0.75 * before
 
 
@@ -63,10 +63,10 @@ def test_tokenizer_roundtrip_and_errors(task):
 ])
 def test_config_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        models.GPTConfig(**kwargs)
+        core.GPTConfig(**kwargs)
 
 
 def test_sequence_too_long(task):
-    m = models.GPT(task.config(block_size=8))
+    m = core.GPT(task.config(block_size=8))
     with pytest.raises(ValueError, match="block_size"):
         m(torch.zeros(1, 9, dtype=torch.long))

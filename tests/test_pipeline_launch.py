@@ -26,7 +26,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-def run_with_fault(fault: jobs.Fault, executor: str = "ours", timeout: float = 5.0):
+def run_with_fault(fault: jobs.Fault, executor: str = "course", timeout: float = 5.0):
     job = jobs.make_job("1f1b", 4, n_layer=2, steps=2, executor=executor, fault=fault)
     t = time.monotonic()
     with pytest.raises(PipelineError) as info:

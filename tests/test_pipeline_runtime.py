@@ -16,7 +16,7 @@ def equivalence_jobs(n_layer_plain: int, n_layer_interleaved: int, m: int = 4) -
     return [
         make_job(name, m, v, n_layer=n_layer_interleaved if v > 1 else n_layer_plain, steps=3,
                  executor=executor, name=f"{executor}-{name}")
-        for executor in ("ours", "torch")
+        for executor in ("course", "torch")
         for name, v in (("gpipe", 1), ("1f1b", 1), ("interleaved", 2))
     ]
 

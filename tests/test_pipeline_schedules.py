@@ -8,8 +8,13 @@ import time
 import pytest
 
 from helpers.pipeline import schedules as S
-from helpers.pipeline.schedules import Action, Schedule, ScheduleError, make_schedule, validate
-from helpers.pipeline.simulate import simulate
+from helpers.pipeline.schedules import (
+    Action,
+    PipelineSchedule,
+    ScheduleError,
+    make_schedule,
+)
+from helpers.pipeline.simulate import simulate, validate
 
 # Convention: every stage costs forward = 1; backward = 2 (two matmuls per forward matmul) or 1.
 BACKWARD_COSTS = (2.0, 1.0)
@@ -110,10 +115,10 @@ def test_timeline_events_respect_dependencies():
             assert e.start >= end[dep] - 1e-12
 
 
-def _mutate(sched: Schedule, rank: int, actions: list[Action]) -> Schedule:
+def _mutate(sched: PipelineSchedule, rank: int, actions: list[Action]) -> PipelineSchedule:
     ranks = list(sched.ranks)
     ranks[rank] = tuple(actions)
-    return Schedule(sched.name, sched.p, sched.m, sched.v, tuple(ranks))
+    return PipelineSchedule(sched.name, sched.p, sched.m, sched.v, tuple(ranks))
 
 
 def test_validator_catches_errors():
@@ -135,7 +140,7 @@ def test_validator_catches_errors():
     r0 = [Action("F", 0, 0), Action("B", 0, 0), Action("B", 1, 0), Action("F", 1, 0)]
     with pytest.raises(ScheduleError, match="deadlocks"):
         validate(_mutate(good, 0, r0))
-    with pytest.raises(TypeError, match="Schedule"):
+    with pytest.raises(TypeError, match="PipelineSchedule"):
         validate("gpipe")  # type: ignore[arg-type]
 
 

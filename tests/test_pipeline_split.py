@@ -8,19 +8,19 @@ import random
 import pytest
 import torch
 
-from helpers import memory, models
+from helpers import core, memory
 from helpers.pipeline import split
 
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 @pytest.fixture
 def model(task):
     torch.manual_seed(0)
-    return models.GPT(task.config(n_layer=4, n_embd=32, block_size=16))
+    return core.GPT(task.config(n_layer=4, n_embd=32, block_size=16))
 
 
 def brute_force(costs, n):

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import models
+from helpers import core
 from helpers import precision as P
 
 
@@ -114,7 +114,7 @@ def test_cpu_choice_is_bf16_without_scaler():
 @pytest.mark.parametrize("bf16_ok, expected, scaler", [(True, "bf16", False), (False, "fp16", True)])
 def test_cuda_choice_depends_on_bf16_support(monkeypatch, bf16_ok, expected, scaler):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(P, "autocast_supported", lambda device, dtype: dtype != torch.bfloat16 or bf16_ok)
+    monkeypatch.setattr(P.amp, "autocast_supported", lambda device, dtype: dtype != torch.bfloat16 or bf16_ok)
     amp = P.choose_amp("cuda")
     assert (amp.precision, amp.use_scaler, amp.device) == (expected, scaler, "cuda")
     assert P.choose_amp("cuda", "tf32").tf32
@@ -133,7 +133,7 @@ def test_bad_precision_and_device_errors(monkeypatch):
 
 
 def test_fp16_on_a_build_without_support_is_refused(monkeypatch):
-    monkeypatch.setattr(P, "autocast_supported", lambda device, dtype: dtype != torch.float16)
+    monkeypatch.setattr(P.amp, "autocast_supported", lambda device, dtype: dtype != torch.float16)
     with pytest.raises(ValueError, match="precision='fp16'.*float16 is not supported on device='cpu'"):
         P.choose_amp("cpu", "fp16")
 
@@ -167,9 +167,9 @@ def test_scaler_rejects_bad_arguments(kwargs, match):
 
 
 def test_make_scaler_kinds():
-    assert isinstance(P.make_scaler("ours"), P.LossScaler)
+    assert isinstance(P.make_scaler("course"), P.LossScaler)
     assert isinstance(P.make_scaler("torch", "cpu"), torch.amp.GradScaler)
-    with pytest.raises(ValueError, match="'ours' or 'torch'"):
+    with pytest.raises(ValueError, match="'course' or 'torch'"):
         P.make_scaler("apex")
 
 
@@ -206,7 +206,7 @@ def _scaled_run(kind: str, precision: str, steps: int, inject: set[int], **scale
 ])
 def test_scaler_matches_grad_scaler_step_by_step(precision, kwargs):
     steps, inject = 24, {15, 16}  # injected overflows after the scale has settled
-    ours, p_ours = _scaled_run("ours", precision, steps, inject, **kwargs)
+    ours, p_ours = _scaled_run("course", precision, steps, inject, **kwargs)
     theirs, p_theirs = _scaled_run("torch", precision, steps, inject, **kwargs)
     assert ours == theirs  # scale used, skipped?, scale after update: at every step
     for a, b in zip(p_ours, p_theirs, strict=True):
@@ -220,7 +220,7 @@ def test_scaler_matches_grad_scaler_step_by_step(precision, kwargs):
 
 
 def test_scaler_never_grows_past_fp32_range():
-    ours, _ = _scaled_run("ours", "fp32", 3, set(), init_scale=2.0**127, growth_interval=1)
+    ours, _ = _scaled_run("course", "fp32", 3, set(), init_scale=2.0**127, growth_interval=1)
     theirs, _ = _scaled_run("torch", "fp32", 3, set(), init_scale=2.0**127, growth_interval=1)
     assert ours == theirs and all(s == 2.0**127 for s, _, _ in ours)
 
@@ -314,7 +314,7 @@ def test_amp_step_errors():
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 def test_train_gpt_precisions_agree_early_and_pure_is_low_precision(task):

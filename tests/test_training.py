@@ -3,12 +3,12 @@ import hashlib
 import pytest
 import torch
 
-from helpers import models, training
+from helpers import core, training
 
 
 @pytest.fixture(scope="module")
 def task():
-    return models.char_task()
+    return core.char_task()
 
 
 def small(task, **kw):

@@ -3,8 +3,11 @@
 Modules:
 
 - ``split``     partition the course GPT into contiguous stages, balanced by parameters or time
-- ``schedules`` GPipe, 1F1B and interleaved 1F1B as per-rank lists of actions, and a validator
-- ``simulate``  a discrete-event simulator: timelines, bubble fraction, peak in-flight micro-batches
+- ``schedules`` GPipe, 1F1B and interleaved 1F1B as per-rank lists of actions
+- ``simulate``  a discrete-event simulator (timelines, bubble, peak in flight) and ``validate``
+- ``job``       what a run does and returns, and what executors build from a job
+- ``reference`` the unsplit model in one process, and the equivalence check
+- ``executors`` the executor registry and ``run(jobs, nprocs)``; ``jobs`` is the public face
 - ``runtime``   the course's own executor: real processes, ``torch.distributed`` send/recv
 - ``torch_pp``  the same split run by ``torch.distributed.pipelining``
 - ``launch``    start ranks from a notebook (spawn) or run under ``torchrun``
@@ -18,15 +21,14 @@ from __future__ import annotations
 from helpers.pipeline.schedules import (
     SCHEDULES,
     Action,
-    Schedule,
+    PipelineSchedule,
     ScheduleError,
     bubble_formula,
     make_schedule,
-    validate,
 )
-from helpers.pipeline.simulate import Timeline, simulate
+from helpers.pipeline.simulate import Timeline, simulate, validate
 
 __all__ = [
-    "SCHEDULES", "Action", "Schedule", "ScheduleError", "Timeline", "bubble_formula",
+    "SCHEDULES", "Action", "PipelineSchedule", "ScheduleError", "Timeline", "bubble_formula",
     "make_schedule", "simulate", "validate",
 ]

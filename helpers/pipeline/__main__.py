@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from helpers.pipeline.jobs import EXECUTORS
+    from helpers.pipeline.job import EXECUTOR_NAMES as EXECUTORS
     from helpers.pipeline.schedules import SCHEDULES
 
     ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__,
@@ -35,7 +35,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--schedule", default="1f1b", choices=SCHEDULES)
     ap.add_argument("-m", "--microbatches", type=int, default=4)
     ap.add_argument("-v", "--chunks", type=int, default=1, help="model chunks per rank (interleaved)")
-    ap.add_argument("--executor", default="ours", choices=EXECUTORS)
+    ap.add_argument("--executor", default="course", choices=EXECUTORS)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-layer", type=int, default=4)
@@ -62,7 +62,7 @@ def build_job(args: argparse.Namespace):  # noqa: ANN201
     return make_job(args.schedule, args.microbatches, args.chunks, n_layer=args.n_layer,
                     n_embd=args.n_embd, block_size=args.block_size, batch_size=args.batch_size,
                     steps=args.steps, seed=args.seed, executor=args.executor, fault=fault,
-                    return_state=args.check, record=args.executor == "ours")
+                    return_state=args.check, record=args.executor == "course")
 
 
 def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
@@ -78,7 +78,7 @@ def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
           f"{backend} on {device}, m={run.job.m}{v}; stages: {stages}")
     for i, (loss, t) in enumerate(zip(run.losses, run.step_times, strict=True)):
         print(f"step {i}: loss {loss:.4f}  time {t * 1e3:.1f} ms")
-    if run.job.executor == "ours" and run.job.record:
+    if run.job.executor == "course" and run.job.record:
         print(run.timeline().summary())
     if not args.check:
         return 0

@@ -21,7 +21,10 @@ import torch
 import torch.distributed as dist
 
 from helpers import seeds
-from helpers.pipeline.jobs import PipelineJob, build_model, make_job, make_optimizer, torch_threads
+from helpers.core import train_step
+from helpers.pipeline import runtime, torch_pp
+from helpers.pipeline.job import PipelineJob, build_model, make_job, make_optimizer, torch_threads
+from helpers.pipeline.launch import spawn
 
 
 def _single_process_steps(job: PipelineJob, threads: int) -> list[float]:
@@ -30,12 +33,9 @@ def _single_process_steps(job: PipelineJob, threads: int) -> list[float]:
         model = build_model(job)
         opt = make_optimizer(job, list(model.parameters()))
         times = []
-        for x, y in job.batches:
+        for batch in job.batches:
             t = time.perf_counter()
-            _, loss = model(x, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            train_step(model, opt, batch)  # the core step, plain fp32 full batch
             times.append(time.perf_counter() - t)
         return times
 
@@ -45,8 +45,6 @@ def speedup_rank(ctx: Any, job: PipelineJob, rounds: int, threads_total: int,
     """Rank function: alternate single-process baselines (on rank 0, the others wait at a
     barrier) and the pipeline (all ranks, one thread each; with ``compare_torch`` also the same
     job run by ``torch.distributed.pipelining``). Drops each run's first step."""
-    from helpers.pipeline import runtime, torch_pp
-
     out: dict[str, list[float]] = {k: [] for k in ("single", "single_1thread", "pipeline",
                                                    "pipeline_cpu", "torch", "torch_cpu")}
     for _ in range(rounds):
@@ -135,13 +133,11 @@ def measure_speedup(m: int = 8, rounds: int = 2, threads_total: int = 2,
     """Median step time of a 2-stage pipeline (2 processes x 1 thread) against one process with
     ``threads_total`` threads, measured alternately in one launch; see :class:`Speedup`.
     ``compare_torch`` also times ``torch.distributed.pipelining`` on the same job."""
-    from helpers.pipeline.launch import spawn
-
     job = job if job is not None else speed_job(m)
     if job.m != m:
         job = replace(job, m=m)
-    if job.executor != "ours" or job.record or job.return_state:
-        job = replace(job, executor="ours", record=False, return_state=False)
+    if job.executor != "course" or job.record or job.return_state:
+        job = replace(job, executor="course", record=False, return_state=False)
     per_rank = spawn(speedup_rank, 2, (job, rounds, threads_total, compare_torch),
                      timeout=timeout)
 

@@ -26,25 +26,27 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from helpers import models
-from helpers.pipeline.jobs import (
+from helpers.core.checkpoint import apply_checkpointing
+from helpers.core.step import finish_step, forward, microbatch_loss, microbatch_sizes
+from helpers.memory import record_saved_tensors
+from helpers.pipeline.job import (
     PipelineJob,
     RankResult,
-    autocast,
+    autocast_dtype,
     build_model,
-    clip_grad_norm,
+    checkpoint_policy,
     make_lr_scheduler,
     make_optimizer,
-    split_sizes,
 )
-from helpers.pipeline.schedules import BACKWARD, FORWARD, Schedule
-from helpers.pipeline.split import param_names, stage_forward, stage_modules
+from helpers.pipeline.schedules import BACKWARD, FORWARD, PipelineSchedule
+from helpers.pipeline.split import param_names, stage_modules
 
 Channel = tuple[int, int, str]  # (source rank, destination rank, "act" | "grad")
 
@@ -66,7 +68,7 @@ def channel_groups(world: int) -> dict[Channel, Any]:
     return groups
 
 
-def message_plan(sched: Schedule) -> tuple[dict[Channel, list[tuple[int, int]]],
+def message_plan(sched: PipelineSchedule) -> tuple[dict[Channel, list[tuple[int, int]]],
                                            dict[tuple[str, int, int], tuple[Channel, int]]]:
     """Every message of one step, per channel in the order its sender sends them.
 
@@ -99,7 +101,7 @@ class Mailbox:
     message can flow as soon as it is sent instead of waiting for the receiver to ask for it
     (gloo and NCCL both hand over data once the receive is posted)."""
 
-    def __init__(self, ctx: Any, sched: Schedule, shape_of: Any, dtype: torch.dtype,
+    def __init__(self, ctx: Any, sched: PipelineSchedule, shape_of: Any, dtype: torch.dtype,
                  lookahead: int = 1) -> None:
         self.rank, self.device, self.timeout = ctx.rank, ctx.device, ctx.timeout
         if "channels" not in ctx.cache:
@@ -200,8 +202,26 @@ class ActivationMeter:
         self.live_total -= nbytes
 
 
+@dataclass
+class StepState:
+    """What one step of one rank needs between its actions."""
+
+    xs: tuple[torch.Tensor, ...]  # micro-batch inputs (token ids), used by stage 0
+    ys: tuple[torch.Tensor, ...]  # micro-batch targets, used by the last stage
+    weights: list[float]  # each micro-batch's share of the batch
+    box: Mailbox
+    meter: ActivationMeter | None
+    keep_logits: bool
+    stash: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    logits: dict[int, torch.Tensor] = field(default_factory=dict)
+    loss_sum: float = 0.0
+
+
 class RankExecutor:
-    """One rank of the course executor: its stages, optimiser, and the two actions."""
+    """One rank of the course executor: its stages, optimiser, and the two actions. Each stage
+    runs the core step's halves on its slice of ``model.layers()``: :func:`helpers.core.step.forward`
+    (the last stage adds :func:`~helpers.core.step.microbatch_loss`), ``backward`` with the
+    gradient received, and :func:`~helpers.core.step.finish_step` over all ranks."""
 
     def __init__(self, ctx: Any, job: PipelineJob) -> None:
         self.ctx, self.job = ctx, job
@@ -215,69 +235,66 @@ class RankExecutor:
                 self.names[s] = param_names(model, mod)
                 self.mods[s] = mod.to(self.dev)
         del model
+        policy = checkpoint_policy(job)
+        self.layers = {s: apply_checkpointing(list(mod), policy) for s, mod in self.mods.items()}
         self.params = [p for s in sorted(self.mods) for p in self.mods[s].parameters()]
         self.opt = make_optimizer(job, self.params)
         self.lr_sched = make_lr_scheduler(job, self.opt)
-        self.autocast = autocast(job, self.dev)
+        self.dtype = autocast_dtype(job, self.dev)
+        self.group = dist.group.WORLD if ctx.world > 1 else None  # clip by the whole model's norm
         self.result = RankResult(rank=ctx.rank, stages=sorted(self.mods), backend=ctx.backend,
                                  device=str(self.dev))
 
     # ------------------------------------------------------------------ the two actions
-    def forward(self, mb: int, s: int) -> float:
+    def forward(self, st: StepState, mb: int, s: int) -> float:
         """F(mb, s); returns the time it started computing (after its input arrived)."""
-        inp = self.xs[mb] if s == 0 else self.box.recv("act", mb, s).requires_grad_(True)
+        inp = st.xs[mb] if s == 0 else st.box.recv("act", mb, s).requires_grad_(True)
         start = time.perf_counter()
-        if self.meter is not None:
-            from helpers.memory import record_saved_tensors
-
+        if st.meter is not None:
             with record_saved_tensors(self.mods[s]) as log:
-                out = self._stage_forward(mb, s, inp)
-            self.meter.add(mb, s, log.total_bytes)
+                out = self._stage_forward(st, mb, s, inp)
+            st.meter.add(mb, s, log.total_bytes)
         else:
-            out = self._stage_forward(mb, s, inp)
+            out = self._stage_forward(st, mb, s, inp)
         if s < self.S - 1:
-            self.box.send("act", mb, s + 1, out)
-        self.stash[(mb, s)] = (inp, out)
+            st.box.send("act", mb, s + 1, out)
+        st.stash[(mb, s)] = (inp, out)
         return start
 
-    def _stage_forward(self, mb: int, s: int, inp: torch.Tensor) -> torch.Tensor:
-        with self.autocast:  # bf16 autocast when job.amp (the loss below runs in fp32 anyway)
-            out = stage_forward(self.mods[s], inp, checkpoint=self.job.checkpoint)
+    def _stage_forward(self, st: StepState, mb: int, s: int, inp: torch.Tensor) -> torch.Tensor:
+        out = forward(self.layers[s], inp, self.dtype)
         if s < self.S - 1:
             return out
         # last stage: the loss, weighted by this micro-batch's share of the batch, so that the
         # accumulated gradients are the full batch's (also for uneven micro-batches)
-        loss = models.lm_loss(out, self.ys[mb]) * self.weights[mb]
-        self.loss_sum += loss.item()
-        if self.keep_logits:
-            self.logits[mb] = out.detach().clone()
+        loss = microbatch_loss(out, st.ys[mb], st.weights[mb])
+        st.loss_sum += loss.item()
+        if st.keep_logits:
+            st.logits[mb] = out.detach().clone()
         return loss
 
-    def backward(self, mb: int, s: int) -> float:
+    def backward(self, st: StepState, mb: int, s: int) -> float:
         """B(mb, s); returns the time it started computing (after its gradient arrived)."""
-        inp, out = self.stash.pop((mb, s))
-        grad = None if s == self.S - 1 else self.box.recv("grad", mb, s)
+        inp, out = st.stash.pop((mb, s))
+        grad = None if s == self.S - 1 else st.box.recv("grad", mb, s)
         start = time.perf_counter()
         torch.autograd.backward(out, grad)  # the last stage's out is its (scalar) loss
         if s > 0:
-            self.box.send("grad", mb, s - 1, inp.grad)
-        if self.meter is not None:
-            self.meter.free(mb, s)
+            st.box.send("grad", mb, s - 1, inp.grad)
+        if st.meter is not None:
+            st.meter.free(mb, s)
         return start
 
     # ------------------------------------------------------------------ one step
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
         job, ctx, res = self.job, self.ctx, self.result
-        sizes = split_sizes(x.shape[0], job.m)
-        self.xs, self.ys = x.to(self.dev).split(sizes), y.to(self.dev).split(sizes)
-        self.weights = [n / x.shape[0] for n in sizes]
+        sizes = microbatch_sizes(x.shape[0], job.m)
         T, C = x.shape[1], job.config.n_embd
-        self.box = Mailbox(ctx, self.sched, lambda mb: (sizes[mb], T, C), torch.float32)
-        self.stash: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self.meter = ActivationMeter(sorted(self.mods)) if job.measure_memory else None
-        self.loss_sum = 0.0
-        self.keep_logits = step == 0 and job.return_state
-        self.logits: dict[int, torch.Tensor] = {}
+        st = StepState(xs=x.to(self.dev).split(sizes), ys=y.to(self.dev).split(sizes),
+                       weights=[n / x.shape[0] for n in sizes],
+                       box=Mailbox(ctx, self.sched, lambda mb: (sizes[mb], T, C), torch.float32),
+                       meter=ActivationMeter(sorted(self.mods)) if job.measure_memory else None,
+                       keep_logits=step == 0 and job.return_state)
         sync = self.dev.type == "cuda"
         starts, ends = [], []
         ctx.set_action(step, "barrier")
@@ -286,39 +303,36 @@ class RankExecutor:
         for i, a in enumerate(self.sched.ranks[ctx.rank]):
             ctx.set_action(step, a.kind, a.mb, a.stage)
             _maybe_fail(job, ctx.rank, step, i, a)
-            start = self.forward(a.mb, a.stage) if a.kind == FORWARD else self.backward(a.mb, a.stage)
+            run = self.forward if a.kind == FORWARD else self.backward
+            start = run(st, a.mb, a.stage)
             if job.record:
                 if sync:
                     torch.cuda.synchronize(self.dev)
                 starts.append(start - t0)
                 ends.append(time.perf_counter() - t0)
         ctx.set_action(step, "flush sends")
-        self.box.flush()
-        if self.stash:
-            raise RuntimeError(f"rank {ctx.rank}: {len(self.stash)} forwards had no backward")
-        if self.keep_logits:
+        st.box.flush()
+        if st.stash:
+            raise RuntimeError(f"rank {ctx.rank}: {len(st.stash)} forwards had no backward")
+        if st.keep_logits:
             self._keep("grads", lambda p: p.grad)
             if self.S - 1 in self.mods:
-                res.logits = torch.cat([self.logits[i] for i in range(job.m)]).cpu()
+                res.logits = torch.cat([st.logits[i] for i in range(job.m)]).cpu()
         ctx.set_action(step, "optimizer step")
-        if job.clip is not None:  # the norm of the whole model's gradient: all ranks take part
-            clip_grad_norm(self.params, job.clip, distributed=ctx.world > 1)
-        self.opt.step()
-        if self.lr_sched is not None:
-            self.lr_sched.step()
+        finish_step(self.opt, job.clip, lr_scheduler=self.lr_sched, group=self.group)
         self.opt.zero_grad(set_to_none=True)
         if sync:
             torch.cuda.synchronize(self.dev)
         res.step_times.append(time.perf_counter() - t0)
         res.cpu_times.append(time.process_time() - c0)
         if self.S - 1 in self.mods:
-            res.losses.append(self.loss_sum)
+            res.losses.append(st.loss_sum)
         if job.record:
             res.starts.append(starts)
             res.ends.append(ends)
-        if self.meter is not None:
-            res.act_bytes = {s: self.meter.per_mb[(0, s)] for s in self.mods}
-            res.act_peak, res.rank_act_peak = dict(self.meter.peak), self.meter.peak_total
+        if st.meter is not None:
+            res.act_bytes = {s: st.meter.per_mb[(0, s)] for s in self.mods}
+            res.act_peak, res.rank_act_peak = dict(st.meter.peak), st.meter.peak_total
 
     def _keep(self, what: str, get: Any) -> None:
         """Copy gradients or parameters to CPU under the full model's names."""

@@ -44,7 +44,7 @@ class Action(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Schedule:
+class PipelineSchedule:
     """A pipeline schedule: ``ranks[r]`` is the ordered tuple of actions rank ``r`` runs."""
 
     name: str
@@ -113,7 +113,7 @@ def check_schedule_name(name: object) -> str:
 
 
 # --------------------------------------------------------------------------- the schedules
-def gpipe(p: int, m: int) -> Schedule:
+def gpipe(p: int, m: int) -> PipelineSchedule:
     """GPipe: every rank runs all ``m`` forwards, then all ``m`` backwards (in micro-batch order)."""
     _check_int("p", p)
     _check_int("m", m)
@@ -121,10 +121,10 @@ def gpipe(p: int, m: int) -> Schedule:
         tuple(Action(FORWARD, i, r) for i in range(m)) + tuple(Action(BACKWARD, i, r) for i in range(m))
         for r in range(p)
     )
-    return Schedule("gpipe", p, m, 1, ranks)
+    return PipelineSchedule("gpipe", p, m, 1, ranks)
 
 
-def one_f_one_b(p: int, m: int) -> Schedule:
+def one_f_one_b(p: int, m: int) -> PipelineSchedule:
     """1F1B (PipeDream-flush): ``p-r-1`` warm-up forwards, then F/B alternately, then the rest."""
     _check_int("p", p)
     _check_int("m", m)
@@ -141,10 +141,10 @@ def one_f_one_b(p: int, m: int) -> Schedule:
             acts += [Action(FORWARD, warmup + i, r), Action(BACKWARD, i, r)]
         acts += [Action(BACKWARD, i, r) for i in range(m - warmup, m)]
         ranks.append(tuple(acts))
-    return Schedule("1f1b", p, m, 1, tuple(ranks))
+    return PipelineSchedule("1f1b", p, m, 1, tuple(ranks))
 
 
-def interleaved_1f1b(p: int, m: int, v: int = 2) -> Schedule:
+def interleaved_1f1b(p: int, m: int, v: int = 2) -> PipelineSchedule:
     """Interleaved 1F1B (Megatron-LM): ``v`` model chunks per rank, stage ``c*p + r`` on rank ``r``.
 
     Needs ``m`` to be a multiple of ``p``: micro-batches enter in groups of ``p``, each group
@@ -172,10 +172,10 @@ def interleaved_1f1b(p: int, m: int, v: int = 2) -> Schedule:
             acts += [fwd(warmup + k), bwd(k)]
         acts += [bwd(k) for k in range(total - warmup, total)]
         ranks.append(tuple(acts))
-    return Schedule("interleaved", p, m, v, tuple(ranks))
+    return PipelineSchedule("interleaved", p, m, v, tuple(ranks))
 
 
-def make_schedule(name: str, p: int, m: int, v: int = 1) -> Schedule:
+def make_schedule(name: str, p: int, m: int, v: int = 1) -> PipelineSchedule:
     """Build schedule ``name`` (one of :data:`SCHEDULES`) for ``p`` ranks and ``m`` micro-batches.
 
     ``v`` (model chunks per rank) is used by ``interleaved`` and must be 1 for the others."""
@@ -208,38 +208,3 @@ def dependencies(action: Action, n_stages: int) -> tuple[Action, ...]:
     if s == n_stages - 1:
         return (Action(FORWARD, mb, s),)
     return (Action(BACKWARD, mb, s + 1), Action(FORWARD, mb, s))
-
-
-def validate(schedule: Schedule) -> Schedule:
-    """Check ``schedule``; return it unchanged or raise :class:`ScheduleError` saying what is wrong.
-
-    Checks: one action list per rank; every action is well formed and on the rank holding its
-    stage; every forward and backward of every (micro-batch, stage) appears exactly once; and the
-    per-rank orders can run to completion (no rank waits for something that never comes)."""
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    p, m, S = schedule.p, schedule.m, schedule.n_stages
-    if len(schedule.ranks) != p:
-        raise ScheduleError(f"schedule has {len(schedule.ranks)} rank lists for p={p} ranks")
-    seen: dict[Action, int] = {}
-    for r, actions in enumerate(schedule.ranks):
-        for a in actions:
-            if not isinstance(a, Action) or a.kind not in (FORWARD, BACKWARD):
-                raise ScheduleError(f"rank {r}: {a!r} is not an Action with kind 'F' or 'B'")
-            if not (0 <= a.mb < m and 0 <= a.stage < S):
-                raise ScheduleError(f"rank {r}: {a} is out of range (m={m}, stages={S})")
-            if schedule.rank_of(a.stage) != r:
-                raise ScheduleError(f"rank {r}: {a} belongs on rank {schedule.rank_of(a.stage)}")
-            if a in seen:
-                raise ScheduleError(f"rank {r}: {a} appears more than once")
-            seen[a] = r
-    if len(seen) != 2 * m * S:
-        missing = next(
-            Action(k, i, s) for k in (FORWARD, BACKWARD) for i in range(m) for s in range(S)
-            if Action(k, i, s) not in seen
-        )
-        raise ScheduleError(f"{2 * m * S - len(seen)} actions are missing, e.g. {missing}")
-    from helpers.pipeline.simulate import simulate  # runs the orders; raises on a deadlock
-
-    simulate(schedule, forward=1.0, backward=1.0)
-    return schedule

@@ -1,5 +1,6 @@
-"""A discrete-event simulator for pipeline schedules, and the timeline type shared with the
-real executors (their measured timestamps make a :class:`Timeline` too).
+"""A discrete-event simulator for pipeline schedules, the timeline type shared with the real
+executors (their measured timestamps make a :class:`Timeline` too), and :func:`validate`, which
+checks a schedule and runs it here to prove it cannot deadlock.
 
 Each rank runs its actions in the schedule's order; an action starts when its rank is free and
 its dependencies (see :func:`helpers.pipeline.schedules.dependencies`) have finished, plus
@@ -17,9 +18,10 @@ from helpers.pipeline.schedules import (
     BACKWARD,
     FORWARD,
     Action,
-    Schedule,
+    PipelineSchedule,
     ScheduleError,
     bubble_formula,
+    dependencies,
 )
 
 Cost = float | Sequence[float] | Callable[[int, int], float]
@@ -40,7 +42,7 @@ class Timeline:
     """When every action of a schedule ran: ``starts[r][i]``/``ends[r][i]`` belong to
     ``schedule.ranks[r][i]``. Times are in any unit (simulated cost units, or seconds)."""
 
-    schedule: Schedule
+    schedule: PipelineSchedule
     starts: list[list[float]]
     ends: list[list[float]]
     source: str = "simulated"
@@ -115,7 +117,7 @@ def _cost_table(cost: Cost, n_stages: int, what: str) -> Callable[[int, int], fl
                     f"(stage, mb) -> float, got {type(cost).__name__}")
 
 
-def simulate(schedule: Schedule, forward: Cost = 1.0, backward: Cost = 2.0,
+def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2.0,
              comm: float = 0.0) -> Timeline:
     """Run ``schedule`` in simulated time; raise :class:`ScheduleError` if it deadlocks.
 
@@ -129,7 +131,6 @@ def simulate(schedule: Schedule, forward: Cost = 1.0, backward: Cost = 2.0,
         raise ValueError(f"comm must be >= 0, got {comm!r}")
     f_table = isinstance(fcost, list)
     b_table = isinstance(bcost, list)
-    last = S - 1
     done: dict[Action, float] = {}
     waiting: dict[Action, list[int]] = {}
     pos = [0] * p
@@ -145,35 +146,23 @@ def simulate(schedule: Schedule, forward: Cost = 1.0, backward: Cost = 2.0,
         n = len(acts)
         while i < n:
             a = acts[i]
-            kind, mb, s = a
-            if kind == FORWARD:
-                if s > 0:
-                    dep = Action(FORWARD, mb, s - 1)
-                    d = done.get(dep)
-                    if d is None:
-                        break
-                    if p > 1:  # stages s-1 and s sit on different ranks whenever p > 1
-                        d += comm
-                    if d > t:
-                        t = d
-                cost = fcost[s] if f_table else fcost(s, mb)  # type: ignore[index,operator]
-            else:
-                own = done.get(Action(FORWARD, mb, s))
-                if own is None:
-                    dep = Action(FORWARD, mb, s)
+            blocked = None
+            for dep in dependencies(a, S):  # the schedule's own rule, nothing re-derived here
+                d = done.get(dep)
+                if d is None:
+                    blocked = dep
                     break
-                if own > t:
-                    t = own
-                if s < last:
-                    dep = Action(BACKWARD, mb, s + 1)
-                    d = done.get(dep)
-                    if d is None:
-                        break
-                    if p > 1:
-                        d += comm
-                    if d > t:
-                        t = d
-                cost = bcost[s] if b_table else bcost(s, mb)  # type: ignore[index,operator]
+                if dep.stage != a.stage and p > 1:  # neighbouring stages sit on different ranks
+                    d += comm
+                if d > t:
+                    t = d
+            if blocked is not None:
+                dep = blocked
+                break
+            if a.kind == FORWARD:
+                cost = fcost[a.stage] if f_table else fcost(a.stage, a.mb)  # type: ignore[index,operator]
+            else:
+                cost = bcost[a.stage] if b_table else bcost(a.stage, a.mb)  # type: ignore[index,operator]
             st.append(t)
             t += cost
             en.append(t)
@@ -190,3 +179,36 @@ def simulate(schedule: Schedule, forward: Cost = 1.0, backward: Cost = 2.0,
         detail = "; ".join(f"rank {r} waits at {a}" for r, a in stuck[:4])
         raise ScheduleError(f"schedule {schedule.name!r} deadlocks: {detail}")
     return Timeline(schedule, starts, ends)
+
+
+def validate(schedule: PipelineSchedule) -> PipelineSchedule:
+    """Check ``schedule``; return it unchanged or raise :class:`ScheduleError` saying what is wrong.
+
+    Checks: one action list per rank; every action is well formed and on the rank holding its
+    stage; every forward and backward of every (micro-batch, stage) appears exactly once; and the
+    per-rank orders can run to completion (no rank waits for something that never comes)."""
+    if not isinstance(schedule, PipelineSchedule):
+        raise TypeError(f"schedule must be a PipelineSchedule, got {type(schedule).__name__}")
+    p, m, S = schedule.p, schedule.m, schedule.n_stages
+    if len(schedule.ranks) != p:
+        raise ScheduleError(f"schedule has {len(schedule.ranks)} rank lists for p={p} ranks")
+    seen: dict[Action, int] = {}
+    for r, actions in enumerate(schedule.ranks):
+        for a in actions:
+            if not isinstance(a, Action) or a.kind not in (FORWARD, BACKWARD):
+                raise ScheduleError(f"rank {r}: {a!r} is not an Action with kind 'F' or 'B'")
+            if not (0 <= a.mb < m and 0 <= a.stage < S):
+                raise ScheduleError(f"rank {r}: {a} is out of range (m={m}, stages={S})")
+            if schedule.rank_of(a.stage) != r:
+                raise ScheduleError(f"rank {r}: {a} belongs on rank {schedule.rank_of(a.stage)}")
+            if a in seen:
+                raise ScheduleError(f"rank {r}: {a} appears more than once")
+            seen[a] = r
+    if len(seen) != 2 * m * S:
+        missing = next(
+            Action(k, i, s) for k in (FORWARD, BACKWARD) for i in range(m) for s in range(S)
+            if Action(k, i, s) not in seen
+        )
+        raise ScheduleError(f"{2 * m * S - len(seen)} actions are missing, e.g. {missing}")
+    simulate(schedule, forward=1.0, backward=1.0)  # runs the orders; raises on a deadlock
+    return schedule

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from helpers.core.checkpoint import Policy, apply_checkpointing
+from helpers.core.step import forward
+
 BALANCE = ("params", "time")
 
 
@@ -112,6 +115,12 @@ def layer_costs(model: nn.Module, balance: str = "params",
     return costs
 
 
+def balanced_bounds(model: nn.Module, n_stages: int) -> list[tuple[int, int]]:
+    """Stage bounds over ``model.layers()`` balancing parameter counts: the split every
+    pipeline job (and the capstone's ledger) uses unless given explicit bounds."""
+    return partition(layer_costs(model, "params"), n_stages)
+
+
 def plan_stages(model: nn.Module, n_stages: int, balance: str | Sequence[float] = "params",
                 sample: torch.Tensor | None = None) -> list[StageInfo]:
     """Partition ``model.layers()`` into ``n_stages`` contiguous stages.
@@ -161,21 +170,26 @@ def stage_modules(model: nn.Module, bounds: Sequence[tuple[int, int]]) -> list[n
     return [nn.Sequential(*layers[a:b]) for a, b in bounds]
 
 
-def stage_forward(stage: nn.Module, x: torch.Tensor, checkpoint: bool = False) -> torch.Tensor:
-    """Run a stage (an ``nn.Sequential`` of layers) on ``x``. ``checkpoint=True`` wraps each
-    transformer block in ``torch.utils.checkpoint`` (non-reentrant): the stage keeps only the
-    blocks' inputs for backward and recomputes their insides (lesson 04). Autocast, if active,
-    applies inside, and the recomputation runs under the same autocast state."""
-    from torch.utils.checkpoint import checkpoint as torch_checkpoint
+def stage_forward(stage: nn.Module, x: torch.Tensor, checkpoint: bool = False,
+                  autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Run a stage (an ``nn.Sequential`` of layers) on ``x`` with the core step's forward.
+    ``checkpoint=True`` wraps each transformer block in ``torch.utils.checkpoint``
+    (non-reentrant): the stage keeps only the blocks' inputs for backward and recomputes their
+    insides (lesson 04). The recomputation runs under the same autocast state."""
+    policy = Policy("every", impl="torch") if checkpoint else Policy("none")
+    return forward(apply_checkpointing(list(stage), policy), x, autocast_dtype)
 
-    from helpers.models import Block
 
-    for layer in stage:
-        if checkpoint and isinstance(layer, Block):
-            x = torch_checkpoint(layer, x, use_reentrant=False)
-        else:
-            x = layer(x)
-    return x
+class CoreStage(nn.Module):
+    """A stage as a module whose forward is :func:`stage_forward` (for ``PipelineStage``)."""
+
+    def __init__(self, stage: nn.Sequential, checkpoint: bool = False,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.stage, self.checkpoint, self.autocast_dtype = stage, checkpoint, autocast_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return stage_forward(self.stage, x, self.checkpoint, self.autocast_dtype)
 
 
 def param_names(model: nn.Module, module: nn.Module) -> dict[str, str]:

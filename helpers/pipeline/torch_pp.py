@@ -4,6 +4,8 @@ Each rank wraps its stage module(s) in ``PipelineStage`` and hands them to ``Sch
 ``Schedule1F1B`` or ``ScheduleInterleaved1F1B``. The loss function is the course's mean
 cross-entropy per micro-batch; torch divides the accumulated gradients by ``m``
 (``scale_grads=True``), which equals the full-batch gradient when micro-batches are equal.
+Each stage module runs the core step's forward on its layers (:class:`~helpers.pipeline.split.CoreStage`)
+and the update is the core step's :func:`~helpers.core.step.finish_step`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from helpers import models
-from helpers.pipeline.jobs import PipelineJob, RankResult, build_model, make_optimizer
-from helpers.pipeline.split import param_names, stage_modules
+from helpers.core import lm_loss
+from helpers.core.step import finish_step
+from helpers.pipeline.job import PipelineJob, RankResult, build_model, make_optimizer
+from helpers.pipeline.split import CoreStage, param_names, stage_modules
 
 TORCH_SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
                    "interleaved": "ScheduleInterleaved1F1B"}
@@ -28,8 +31,8 @@ def make_torch_schedule(name: str, stages: list[Any], m: int) -> Any:
 
     cls = getattr(pp, TORCH_SCHEDULES[name])
     if name == "interleaved":
-        return cls(stages, n_microbatches=m, loss_fn=models.lm_loss)
-    return cls(stages[0], n_microbatches=m, loss_fn=models.lm_loss)
+        return cls(stages, n_microbatches=m, loss_fn=lm_loss)
+    return cls(stages[0], n_microbatches=m, loss_fn=lm_loss)
 
 
 def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
@@ -45,7 +48,7 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
             names[s] = param_names(model, mod)
             mods[s] = mod.to(dev)
     del model
-    stages = [PipelineStage(mods[s], s, S, dev) for s in sorted(mods)]
+    stages = [PipelineStage(CoreStage(mods[s]), s, S, dev) for s in sorted(mods)]
     schedule = make_torch_schedule(job.schedule, stages, job.m)
     opt = make_optimizer(job, [p for s in sorted(mods) for p in mods[s].parameters()])
     result = RankResult(rank=rank, stages=sorted(mods), backend=ctx.backend, device=str(dev))
@@ -68,7 +71,7 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
             if has_last:
                 result.logits = out.detach().cpu().clone()
         ctx.set_action(step, "optimizer step")
-        opt.step()
+        finish_step(opt)
         opt.zero_grad(set_to_none=True)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)

@@ -7,7 +7,6 @@ are exactly ``"p"``, ``"m"``, ``"schedule"`` and ``"v"``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
@@ -16,6 +15,7 @@ from matplotlib.figure import Figure
 from helpers.pipeline.draw import draw_timeline
 from helpers.pipeline.schedules import SCHEDULES, make_schedule
 from helpers.pipeline.simulate import Timeline, simulate
+from helpers.plots import figure_png
 
 
 @dataclass
@@ -48,13 +48,6 @@ def schedule_view(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2,
     fig.tight_layout()
     plt.close(fig)  # shown by whoever displays it, once
     return ScheduleView(tl, tl.bubble, tl.formula, tl.peak_in_flight(), fig)
-
-
-def figure_png(fig: Figure) -> bytes:
-    """The figure as PNG bytes (what the widget shows)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
 
 
 def schedule_widget(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2):  # noqa: ANN201

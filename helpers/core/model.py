@@ -9,9 +9,8 @@ The model is also a flat list of layers, ``model.layers() == [embed, *blocks, he
 what checkpointing (lesson 04) wraps and pipeline parallelism (lesson 05) splits into stages.
 Embeddings and head are not weight-tied, so any contiguous slice of layers is a valid stage.
 
-The training task is character-level language modelling of ``data/tiny_stories.txt``, a
-generated corpus of short sentences (see ``data/make_data.py``); a 2-layer model visibly learns
-its words within a minute on a laptop CPU.
+The model never knows how it is trained: mixed precision, checkpointing and pipeline stages are
+applied to it from outside (:mod:`helpers.core.step`, :mod:`helpers.core.checkpoint`).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helpers import seeds
+from helpers import validate
 
 ATTENTION_KINDS = ("manual", "sdpa")
 
@@ -35,25 +34,30 @@ class GPTConfig:
     ``F.scaled_dot_product_attention`` (fused, faster)."""
 
     vocab_size: int = 32
+    """Number of token ids (the task's tokenizer sets it)."""
     block_size: int = 64
+    """Longest sequence (context length T) the position embedding covers."""
     n_layer: int = 2
+    """Transformer blocks."""
     n_head: int = 4
+    """Attention heads per block; must divide ``n_embd``."""
     n_embd: int = 64
+    """Width h of the residual stream."""
     dropout: float = 0.0
+    """Dropout probability after embeddings, attention weights and residual branches, in [0, 1)."""
     bias: bool = True
+    """Biases in Linear and LayerNorm layers."""
     attention: str = "manual"
+    """'manual' (softmax(QK^T)V written out) or 'sdpa' (fused)."""
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            validate.positive_int(name, getattr(self, name))
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.attention not in ATTENTION_KINDS:
-            raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        validate.choice("attention", self.attention, ATTENTION_KINDS)
 
 
 class CausalSelfAttention(nn.Module):
@@ -201,110 +205,3 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
 
-# --------------------------------------------------------------------------- the training task
-class CharTokenizer:
-    """Characters <-> integer ids, built from a text."""
-
-    def __init__(self, text: str) -> None:
-        if not text:
-            raise ValueError("text must be non-empty")
-        self.chars = sorted(set(text))
-        self.stoi = {c: i for i, c in enumerate(self.chars)}
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
-
-    def encode(self, s: str) -> torch.Tensor:
-        unknown = sorted(set(s) - self.stoi.keys())
-        if unknown:
-            raise ValueError(f"characters not in the vocabulary: {unknown!r}")
-        return torch.tensor([self.stoi[c] for c in s], dtype=torch.long)
-
-    def decode(self, ids: torch.Tensor | list[int]) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
-
-
-@dataclass
-class CharTask:
-    """The course's offline training task: next-character prediction on tiny_stories.txt."""
-
-    tokenizer: CharTokenizer
-    train: torch.Tensor
-    val: torch.Tensor
-
-    def batch(
-        self, batch_size: int, block_size: int, generator: torch.Generator, split: str = "train"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random windows ``x`` and their next-character targets ``y``, both (B, T)."""
-        if split not in ("train", "val"):
-            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        if batch_size < 1 or block_size < 1:
-            raise ValueError(f"batch_size and block_size must be >= 1, got {batch_size}, {block_size}")
-        data = self.train if split == "train" else self.val
-        ix = torch.randint(len(data) - block_size - 1, (batch_size,), generator=generator)
-        x = torch.stack([data[i : i + block_size] for i in ix.tolist()])
-        y = torch.stack([data[i + 1 : i + 1 + block_size] for i in ix.tolist()])
-        return x, y
-
-    def config(self, **overrides: object) -> GPTConfig:
-        """A GPTConfig with this task's vocabulary size."""
-        return GPTConfig(vocab_size=self.tokenizer.vocab_size, **overrides)  # type: ignore[arg-type]
-
-
-def char_task(name: str = "tiny_stories.txt", val_fraction: float = 0.1) -> CharTask:
-    """Load the checksum-verified corpus and split it 90/10 into train/val ids."""
-    from helpers.data import load_text
-
-    text = load_text(name)
-    tok = CharTokenizer(text)
-    ids = tok.encode(text)
-    n = int(len(ids) * (1 - val_fraction))
-    return CharTask(tokenizer=tok, train=ids[:n], val=ids[n:])
-
-
-def train(
-    model: GPT,
-    task: CharTask,
-    steps: int = 200,
-    batch_size: int = 16,
-    lr: float = 3e-3,
-    seed: int | None = None,
-    log_every: int = 0,
-) -> list[float]:
-    """Plain fp32 AdamW training for ``steps`` steps; returns the training loss per step."""
-    seed = seeds.resolve(seed, 0)
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    model.train()
-    losses = []
-    for step in range(steps):
-        x, y = task.batch(batch_size, model.config.block_size, g)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if log_every and (step % log_every == 0 or step == steps - 1):
-            print(f"step {step:4d}  loss {loss.item():.3f}")
-    return losses
-
-
-@torch.no_grad()
-def evaluate(
-    model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int | None = None,
-    device: str = "cpu", autocast_dtype: torch.dtype | None = None,
-) -> float:
-    """Mean validation loss over a fixed set of batches (optionally under autocast on ``device``)."""
-    seed = seeds.resolve(seed, 1)
-    g = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    total = 0.0
-    for _ in range(batches):
-        x, y = task.batch(batch_size, model.config.block_size, g, split="val")
-        low = autocast_dtype not in (None, torch.float32)
-        with torch.autocast(device, dtype=autocast_dtype if low else torch.bfloat16, enabled=low):
-            total += model(x.to(device), y.to(device))[1].item()
-    model.train(was_training)
-    return total / batches

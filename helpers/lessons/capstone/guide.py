@@ -1,0 +1,67 @@
+"""The decision guide: which combination to use for a given device memory and device count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from helpers import memory
+from helpers.lessons.capstone.ledgers import peak_bytes
+from helpers.lessons.capstone.runs import combination
+
+# --------------------------------------------------------------------------- decision guide
+#: the order the guide tries combinations in: cheapest in time first. Checkpointing costs a
+#: second forward of each block; a pipeline needs more devices and pays the bubble.
+PREFERENCE_FAST_LOW_PRECISION = ("amp", "plain", "checkpoint", "pipeline", "all")
+PREFERENCE_SLOW_LOW_PRECISION = ("plain", "checkpoint", "amp", "pipeline", "all")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The guide's answer for one situation."""
+
+    choice: str | None  # a combination name, or None when nothing fits
+    bound: str          # "compute" (the plain run fits) or "memory"
+    reason: str
+    needs: dict[str, int]  # combination -> bytes its busiest process holds
+
+    @property
+    def label(self) -> str:
+        return combination(self.choice).label if self.choice else "none fits"
+
+
+def recommend(ledgers: Mapping[str, Sequence[memory.Ledger]], device_bytes: int, devices: int,
+              fast_low_precision: bool) -> Recommendation:
+    """Which combination to use on ``devices`` devices of ``device_bytes`` each.
+
+    Memory first: a combination qualifies when its busiest process fits in ``device_bytes`` and
+    it needs no more processes than there are devices. Among those, time decides, in the order
+    :data:`PREFERENCE_FAST_LOW_PRECISION` (hardware with fast bf16/fp16: AMP is free speed) or
+    :data:`PREFERENCE_SLOW_LOW_PRECISION` (AMP only saves memory there, at a cost in time).
+    ``bound`` says whether plain training fits (compute bound: the question is only speed) or not
+    (memory bound)."""
+    if "plain" not in ledgers:
+        raise ValueError("ledgers must include 'plain' (the reference)")
+    if isinstance(device_bytes, bool) or not isinstance(device_bytes, (int, float)) or device_bytes <= 0:
+        raise ValueError(f"device_bytes must be a positive number, got {device_bytes!r}")
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices must be a positive int, got {devices!r}")
+    needs = {n: peak_bytes(leds) for n, leds in ledgers.items()}
+    procs = {n: len(leds) for n, leds in ledgers.items()}
+    bound = "compute" if needs["plain"] <= device_bytes else "memory"
+    order = PREFERENCE_FAST_LOW_PRECISION if fast_low_precision else PREFERENCE_SLOW_LOW_PRECISION
+    mib = memory.MiB
+    for name in order:
+        if name in needs and needs[name] <= device_bytes and procs[name] <= devices:
+            why = (f"{combination(name).label} needs {needs[name] / mib:.2f} MiB per device "
+                   f"<= {device_bytes / mib:.2f} MiB on {procs[name]} of {devices} device(s)")
+            if bound == "compute":
+                why += ("; plain fits, so only speed matters" + (
+                    ": bf16 units make AMP faster" if name == "amp" else "")
+                    + (" (more devices: data parallelism, each with a full copy)" if devices > 1 else ""))
+            return Recommendation(name, bound, why, needs)
+    smallest = min(needs, key=lambda n: needs[n])
+    why = (f"nothing fits: the smallest, {combination(smallest).label}, needs "
+           f"{needs[smallest] / mib:.2f} MiB per device on {procs[smallest]} device(s); use more "
+           "pipeline stages, a smaller micro-batch, or shard the optimiser state (ZeRO)")
+    return Recommendation(None, bound, why, needs)

@@ -1,0 +1,273 @@
+"""The widgets of lessons 01-02: settings -> runs -> figure, as pure functions the notebooks and
+tests call directly, and thin ``ipywidgets`` wrappers around them (the figure is shown as a PNG
+in an ``ipywidgets.Image``, which works in any front end)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from helpers import gd, seeds, validate
+
+#: problems offered by the learning-rate widget (name -> factory); all have a 2-D parameter
+from helpers.lessons.gd_plots.figures import (
+    DIVERGED_COLOR,
+    FULL,
+    WIDGET_BATCHES,
+    WIDGET_PROBLEMS,
+    curvature,
+    loss_offset,
+    trajectory_figure,
+    variants_figure,
+    widget_problem,
+)
+from helpers.plots import figure_png
+
+
+# ------------------------------------------------------------------ widget plumbing
+def _bind(controls: dict, redraw) -> None:  # noqa: ANN001
+    """Call ``redraw(**values)`` now and whenever any control's value changes."""
+
+    def update(_change: object = None) -> None:
+        redraw(**{name: c.value for name, c in controls.items()})
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    update()
+
+
+# ------------------------------------------------------ lesson 01: the widget's core
+@dataclass(frozen=True)
+class LRSettings:
+    """What the learning-rate widget shows: rates in units of 2/L, optimiser, batch, steps."""
+
+    rates: tuple[float, ...] = (0.05, 0.25, 0.5, 0.9)
+    optimizer: str = "sgd"
+    batch_size: int | None = None
+    steps: int = 200
+    problem: str = "diabetes"
+    momentum: float = 0.9
+    seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
+    #: a name per rate for labels (default "rate 1", "rate 2", ...); the widget passes its controls' names
+    names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.names is not None and len(self.names) != len(self.rates):
+            raise ValueError(f"names must have one entry per rate ({len(self.rates)}), got {self.names!r}")
+        if not 1 <= len(self.rates) <= 4:
+            raise ValueError(f"rates must hold 1 to 4 learning rates (units of 2/L), got {self.rates!r}")
+        gd.as_learning_rates(self.rates)
+        validate.choice("optimizer", self.optimizer, gd.OPTIMIZERS)
+        validate.integer("steps", self.steps, 1, 5000)
+
+
+def lr_comparison_runs(settings: LRSettings) -> tuple[gd.Runs, gd.Problem]:
+    """All the chosen rates as ONE vectorised :func:`gd.optimize` call."""
+    problem = widget_problem(settings.problem)
+    lrs = np.asarray(settings.rates) * 2 / curvature(problem)
+    runs = gd.optimize(problem, lrs, steps=settings.steps, batch_size=settings.batch_size,
+                       optimizer=settings.optimizer, momentum=settings.momentum, w0=problem.start,
+                       seed=settings.seed)
+    return runs, problem
+
+
+def lr_labels(settings: LRSettings, runs: gd.Runs) -> list[str]:
+    names = settings.names or tuple(f"rate {i + 1}" for i in range(len(settings.rates)))
+    return [f"{name} = {u:.3g} × 2/L (η = {lr:.3g})" for name, u, lr in zip(names, settings.rates, runs.lrs, strict=True)]
+
+
+def lr_report(settings: LRSettings, runs: gd.Runs) -> list[str]:
+    """One line per rate: units of 2/L, the rate, and the outcome (incl. 'diverged at step k: ...')."""
+    return [f"{lab}: {runs.message(r)}" for r, lab in enumerate(lr_labels(settings, runs))]
+
+
+def _html_lines(lines: Sequence[str]) -> str:
+    """Report lines as HTML; lines about a diverged run in the divergence colour."""
+    import html  # small, but only the widget report needs it
+
+    return "<br>".join(f'<span style="color:{DIVERGED_COLOR}"><b>{html.escape(t)}</b></span>' if "diverged" in t
+                       else html.escape(t) for t in lines)
+
+
+def lr_comparison_figure(settings: LRSettings, runs: gd.Runs, problem: gd.Problem) -> Figure:
+    batch = "full batch" if runs.batch_size == runs.n_examples else f"batch {runs.batch_size}"
+    title = f"{problem.name} · {settings.optimizer}, {batch}"
+    return trajectory_figure(runs, problem, labels=lr_labels(settings, runs), title=title)
+
+
+def compare_learning_rates(settings: LRSettings | None = None, **kwargs) -> tuple[gd.Runs, Figure, list[str]]:  # noqa: ANN003
+    """settings -> runs -> (runs, figure, report lines): what one widget redraw does."""
+    settings = settings or LRSettings(**kwargs)
+    runs, problem = lr_comparison_runs(settings)
+    return runs, lr_comparison_figure(settings, runs, problem), lr_report(settings, runs)
+
+
+def measure_redraw(settings: LRSettings | None = None, repeats: int = 20, draw_repeats: int = 3) -> dict[str, float]:
+    """Median milliseconds of one redraw's compute (all runs: one vectorised optimize call) and,
+    separately, of building and rendering its figure with Agg. Defaults: 4 rates x 200 steps."""
+    settings = settings or LRSettings(rates=(0.05, 0.5, 0.95, 1.05), steps=200)
+    repeats = validate.integer("repeats", repeats, 1)
+    draw_repeats = validate.integer("draw_repeats", draw_repeats, 1)
+    widget_problem(settings.problem)  # build the data once, as the widget does
+    compute = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        runs, problem = lr_comparison_runs(settings)
+        compute.append(time.perf_counter() - t0)
+    draw = []
+    for _ in range(draw_repeats):
+        t0 = time.perf_counter()
+        fig = lr_comparison_figure(settings, runs, problem)
+        fig.canvas.draw()
+        draw.append(time.perf_counter() - t0)
+        plt.close(fig)
+    return {"compute_ms": 1e3 * float(np.median(compute)), "draw_ms": 1e3 * float(np.median(draw)),
+            "rates": len(settings.rates), "steps": settings.steps}
+
+
+def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - ipywidgets.VBox
+    """The lesson-01 widget: four rates (units of 2/L, each with a 'use' box), optimiser,
+    batch size, steps and problem. Controls carry stable descriptions ("rate 1".."rate 4",
+    "use 1".."use 4", "optimizer", "batch size", "steps", "problem"). The figure is an
+    ``ipywidgets.Image`` (CSS class ``gd-figure``), redrawn on every change; the report below it
+    (CSS class ``gd-report``) says 'diverged at step k: ...' for a diverged run.
+    """
+    import ipywidgets as w
+
+    s = settings or LRSettings()
+    style = {"description_width": "70px"}
+    rates = [w.FloatLogSlider(value=v, base=10, min=-3, max=math.log10(2.0), step=0.01, readout_format=".3g",
+                              description=f"rate {i + 1}", continuous_update=False, style=style)
+             for i, v in enumerate(s.rates)]
+    rates += [w.FloatLogSlider(value=1.05, base=10, min=-3, max=math.log10(2.0), step=0.01, readout_format=".3g",
+                               description=f"rate {i + 1}", continuous_update=False, style=style)
+              for i in range(len(rates), 4)]
+    uses = [w.Checkbox(value=i < len(s.rates), description=f"use {i + 1}", indent=False,
+                       layout=w.Layout(width="80px")) for i in range(4)]
+    optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
+    # ipywidgets treats value=None as "nothing selected", so "full" is the sentinel FULL (0) here
+    batch = w.Dropdown(options=[("full", FULL)] + [(str(b), b) for b in WIDGET_BATCHES if b],
+                       value=s.batch_size or FULL, description="batch size", style=style)
+    steps = w.IntSlider(value=s.steps, min=10, max=500, step=10, description="steps", continuous_update=False,
+                        style=style)
+    problem = w.Dropdown(options=[(k, v) for k, v in WIDGET_PROBLEMS.items()], value=s.problem,
+                         description="problem", style=style, layout=w.Layout(width="330px"))
+    report = w.HTML(layout=w.Layout(min_height="90px"))
+    report.add_class("gd-report")
+    image = w.Image(format="png", layout=w.Layout(width="760px"))
+    image.add_class("gd-figure")
+
+    def redraw(**values: object) -> None:
+        used = [i for i in range(4) if values[f"use{i}"]] or [0]
+        chosen, names = tuple(values[f"rate{i}"] for i in used), tuple(f"rate {i + 1}" for i in used)
+        prob = widget_problem(values["problem"])
+        b = (values["batch"] or None) if prob.n_examples > 1 else None
+        batch.disabled = prob.n_examples == 1
+        cfg = LRSettings(rates=chosen, optimizer=values["optimizer"], batch_size=b, steps=values["steps"],
+                         problem=values["problem"], momentum=s.momentum, seed=s.seed, names=names)
+        runs, fig, lines = compare_learning_rates(cfg)
+        limit = gd.stability_limit(cfg.optimizer, cfg.momentum)
+        cliff = f"stability limit on a quadratic for {cfg.optimizer}: {limit:.3g} × 2/L" if limit else \
+            "adam: no fixed limit in units of 2/L (its step is about η per coordinate)"
+        image.value = figure_png(fig)
+        report.value = _html_lines(lines) + f"<br><i>{cliff}</i>"
+
+    controls = {f"rate{i}": r for i, r in enumerate(rates)} | {f"use{i}": u for i, u in enumerate(uses)}
+    controls |= {"optimizer": optimizer, "batch": batch, "steps": steps, "problem": problem}
+    _bind(controls, redraw)
+    rows = [w.HBox([rates[i], uses[i]]) for i in range(4)]
+    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([problem, optimizer, batch, steps])]), image, report])
+    ui.add_class("gd-lr-widget")
+    return ui
+
+
+# --------------------------------------------- lesson 02: the (lr, batch size) widget
+@dataclass(frozen=True)
+class PairSettings:
+    """(learning rate, batch size) pairs trained for the same number of epochs."""
+
+    pairs: tuple[tuple[float, int | None], ...] = ((0.01, 8), (0.04, 32), (0.16, 128))
+    epochs: int = 10
+    optimizer: str = "sgd"
+    problem: str = "diabetes10"
+    seed: int = field(default_factory=lambda: seeds.derive(0))  # COURSE_SEED's family
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.pairs) <= 3:
+            raise ValueError(f"pairs must hold 1 to 3 (lr, batch size) pairs, got {self.pairs!r}")
+        for lr, _ in self.pairs:
+            gd.as_learning_rates(lr)
+        validate.choice("optimizer", self.optimizer, gd.OPTIMIZERS)
+        validate.integer("epochs", self.epochs, 1, 200)
+
+
+def lr_batch_runs(settings: PairSettings) -> tuple[dict[str, gd.Runs], gd.Problem]:
+    problem = widget_problem(settings.problem)
+    out = {}
+    for i, (lr, b) in enumerate(settings.pairs):
+        label = f"pair {i + 1}: η = {lr:.3g}, B = {'full' if b is None else b}"
+        out[label] = gd.optimize(problem, lr, epochs=settings.epochs, batch_size=b, optimizer=settings.optimizer,
+                                 seed=settings.seed, record_params=False)
+    return out, problem
+
+
+def lr_batch_report(results: dict[str, gd.Runs], problem: gd.Problem) -> list[str]:
+    lines = []
+    for label, runs in results.items():
+        if runs.diverged[0]:
+            lines.append(f"{label}: {runs.message(0)}")
+        else:
+            gap = runs.loss[-1, 0] - loss_offset(problem)
+            lines.append(f"{label}: loss - min {gap:.3g} after {runs.steps} steps")
+    return lines
+
+
+def lr_batch_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
+    fig = variants_figure(results, problem)
+    n_div = sum(int(r.diverged[0]) for r in results.values())
+    fig.suptitle(f"{problem.name} — " + (f"{n_div} of {len(results)} runs diverged" if n_div else "no run diverged"),
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.07 * math.ceil(len(results) / 2), 1, 1))
+    return fig
+
+
+def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipywidgets.VBox
+    """The lesson-02 widget: up to three (rate, batch size) pairs ("rate 1"/"batch 1", ...) and epochs."""
+    import ipywidgets as w
+
+    s = settings or PairSettings()
+    style = {"description_width": "60px"}
+    pairs = list(s.pairs) + [(0.05, 32)] * (3 - len(s.pairs))
+    rates = [w.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.05, readout_format=".3g",
+                              description=f"rate {i + 1}", continuous_update=False, style=style)
+             for i, (lr, _) in enumerate(pairs[:3])]
+    batches = [w.Dropdown(options=[("full", FULL)] + [(str(v), v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256)],
+                          value=b or FULL, description=f"batch {i + 1}", style=style, layout=w.Layout(width="170px"))
+               for i, (_, b) in enumerate(pairs[:3])]
+    epochs = w.IntSlider(value=s.epochs, min=1, max=50, description="epochs", continuous_update=False, style=style)
+    optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
+    report = w.HTML()
+    report.add_class("gd-report")
+    image = w.Image(format="png", layout=w.Layout(width="840px"))
+    image.add_class("gd-figure")
+
+    def redraw(**v: object) -> None:
+        cfg = PairSettings(pairs=tuple((v[f"rate{i}"], v[f"batch{i}"] or None) for i in range(3)), epochs=v["epochs"],
+                           optimizer=v["optimizer"], problem=s.problem, seed=s.seed)
+        results, problem = lr_batch_runs(cfg)
+        image.value = figure_png(lr_batch_figure(results, problem))
+        report.value = _html_lines(lr_batch_report(results, problem))
+
+    controls = {f"rate{i}": r for i, r in enumerate(rates)} | {f"batch{i}": b for i, b in enumerate(batches)}
+    controls |= {"epochs": epochs, "optimizer": optimizer}
+    _bind(controls, redraw)
+    rows = [w.HBox([rates[i], batches[i]]) for i in range(3)]
+    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([epochs, optimizer])]), image, report])
+    ui.add_class("gd-batch-widget")
+    return ui

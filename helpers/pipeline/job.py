@@ -1,0 +1,294 @@
+"""What a pipeline run does (:class:`PipelineJob`) and what it returns (:class:`RankResult`,
+:class:`PipelineRun`), with the ingredients every executor builds from a job: the model, the
+optimiser, the LR scheduler and the core step's options.
+
+A job carries the model configuration, its initial weights and the batches for every step, so
+each rank can rebuild exactly the same model and data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from helpers import core, seeds, validate
+from helpers.core import LRSchedule, StepConfig
+from helpers.core.step import microbatch_sizes
+from helpers.pipeline.schedules import Action, PipelineSchedule, check_schedule_name, make_schedule
+from helpers.pipeline.simulate import Timeline
+from helpers.pipeline.split import balanced_bounds, check_bounds
+
+EXECUTOR_NAMES = ("course", "torch")
+OPTIMIZERS = ("adamw", "sgd")
+FAULT_MODES = ("raise", "exit", "hang")
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Inject a failure: rank ``rank`` fails at ``action`` of step ``step`` (``None``: at the
+    start of the step). ``mode``: 'raise' an exception, 'exit' the process without a word, or
+    'hang' (sleep until the others time out)."""
+
+    rank: int
+    step: int = 0
+    action: Action | None = None
+    mode: str = "raise"
+
+    def __post_init__(self) -> None:
+        if self.mode not in FAULT_MODES:
+            raise ValueError(f"fault mode must be one of {FAULT_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class PipelineJob:
+    """One pipeline training run: ``len(batches)`` optimiser steps of ``schedule`` with ``m``
+    micro-batches (and ``v`` chunks per rank for 'interleaved').
+
+    ``bounds``: stage boundaries over ``model.layers()`` (``p * v`` stages), or None to balance
+    by parameter count. ``record``: keep a timestamp per action. ``measure_memory``: count the
+    bytes each forward saves for backward. ``return_state``: return logits and gradients of step
+    0 and the parameters after the last step (for the equivalence check).
+
+    Training options (course executor and :func:`reference_run`; all off by default):
+    ``amp``: bf16 autocast inside every stage (lesson 03); ``checkpoint``: every transformer
+    block of a stage checkpointed with ``torch.utils.checkpoint`` (lesson 04); ``lr_schedule``:
+    a :class:`helpers.core.LRSchedule` multiplying ``lr`` at each step (``LambdaLR`` over
+    ``len(batches)`` steps); ``clip``: clip the gradient norm of the *whole model* to this value
+    (each rank adds its stages' squared norms, one ``all_reduce`` gives the global norm)."""
+
+    config: core.GPTConfig
+    state: dict[str, torch.Tensor]
+    batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    schedule: str = "1f1b"
+    m: int = 4
+    v: int = 1
+    bounds: tuple[tuple[int, int], ...] | None = None
+    executor: str = "course"
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    record: bool = True
+    measure_memory: bool = False
+    return_state: bool = True
+    fault: Fault | None = None
+    name: str = ""
+    amp: bool = False
+    checkpoint: bool = False
+    lr_schedule: LRSchedule | None = None
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        check_schedule_name(self.schedule)
+        validate.choice("executor", self.executor, EXECUTOR_NAMES)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("m", "v"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.schedule != "interleaved" and self.v != 1:
+            raise ValueError(f"v={self.v} needs schedule='interleaved'; {self.schedule!r} uses v=1")
+        for name in ("amp", "checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
+            raise TypeError(f"lr_schedule must be a helpers.core.LRSchedule or None, got {self.lr_schedule!r}")
+        if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
+                                      or not self.clip > 0 or self.clip != self.clip):
+            raise ValueError(f"clip must be None or a number > 0, got {self.clip!r}")
+        extras = [n for n in ("amp", "checkpoint", "lr_schedule", "clip") if getattr(self, n) not in (None, False)]
+        if self.executor == "torch" and extras:
+            raise ValueError(f"executor='torch' runs plain fp32 steps; {', '.join(extras)} need "
+                             "executor='course'")
+        if not self.batches:
+            raise ValueError("batches must hold at least one (x, y) pair (one per step)")
+        for x, y in self.batches:
+            if x.shape != y.shape or x.ndim != 2:
+                raise ValueError(f"each batch must be (x, y) of equal shape (B, T), got "
+                                 f"{tuple(x.shape)} and {tuple(y.shape)}")
+            microbatch_sizes(x.shape[0], self.m)
+            if self.executor == "torch" and x.shape[0] % self.m:
+                raise ValueError(f"executor='torch' needs the batch size divisible by m: batch "
+                                 f"{x.shape[0]}, m={self.m} (torch averages micro-batch losses "
+                                 "with equal weights); executor='course' handles uneven splits")
+
+    @property
+    def n_layers(self) -> int:
+        return self.config.n_layer + 2
+
+    def plan(self, world: int) -> tuple[PipelineSchedule, list[tuple[int, int]]]:
+        """The schedule and the stage bounds for ``world`` ranks; raises if they don't fit."""
+        if isinstance(world, bool) or not isinstance(world, int) or world < 1:
+            raise ValueError(f"world size must be a positive int, got {world!r}")
+        n_stages = world * self.v
+        if self.bounds is not None and len(self.bounds) != n_stages:
+            raise ValueError(
+                f"world size {world} does not match the job's {len(self.bounds)} stages: "
+                f"need world size x v = stages ({world} x {self.v} = {n_stages})")
+        sched = make_schedule(self.schedule, world, self.m, self.v)
+        f = self.fault
+        if f is not None and not (0 <= f.rank < world):
+            raise ValueError(f"fault rank {f.rank} is not a rank of a world of size {world}")
+        if f is not None and f.action is not None and f.action not in sched.ranks[f.rank]:
+            raise ValueError(f"fault action {f.action} is not one of rank {f.rank}'s actions")
+        if f is not None and not 0 <= f.step < len(self.batches):
+            raise ValueError(f"fault step {f.step} is not in 0..{len(self.batches) - 1}")
+        if self.bounds is None:
+            bounds = balanced_bounds(build_model(self), n_stages)
+        else:
+            bounds = check_bounds(self.bounds, self.n_layers)
+        return sched, bounds
+
+
+@dataclass
+class RankResult:
+    """What one rank returns for one job."""
+
+    rank: int
+    stages: list[int]
+    losses: list[float] = field(default_factory=list)  # full-batch loss per step (last stage)
+    logits: torch.Tensor | None = None  # step 0, last stage
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # step 0, full-model names
+    params: dict[str, torch.Tensor] = field(default_factory=dict)  # after the last step
+    starts: list[list[float]] = field(default_factory=list)  # per step, per action
+    ends: list[list[float]] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)  # wall seconds per step
+    cpu_times: list[float] = field(default_factory=list)  # this process's CPU seconds per step
+    act_bytes: dict[int, int] = field(default_factory=dict)  # stage -> bytes one mb saves
+    act_peak: dict[int, int] = field(default_factory=dict)  # stage -> peak live bytes
+    rank_act_peak: int = 0  # peak live activation bytes over all the rank's stages
+    backend: str = ""
+    device: str = ""
+
+
+@dataclass
+class PipelineRun:
+    """The merged result of one job on ``p`` ranks."""
+
+    job: PipelineJob
+    schedule: PipelineSchedule
+    bounds: list[tuple[int, int]]
+    ranks: list[RankResult]
+
+    @property
+    def last(self) -> RankResult:
+        return self.ranks[self.schedule.rank_of(self.schedule.n_stages - 1)]
+
+    @property
+    def losses(self) -> list[float]:
+        return self.last.losses
+
+    @property
+    def logits(self) -> torch.Tensor | None:
+        return self.last.logits
+
+    @property
+    def grads(self) -> dict[str, torch.Tensor]:
+        return {k: v for r in self.ranks for k, v in r.grads.items()}
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k: v for r in self.ranks for k, v in r.params.items()}
+
+    def timeline(self, step: int = -1) -> Timeline:
+        """The measured timeline of one step (seconds; each rank's clock starts at a barrier)."""
+        if not self.job.record or self.job.executor != "course":
+            raise ValueError("no timeline: run the job with executor='course' and record=True")
+        return Timeline(self.schedule, [r.starts[step] for r in self.ranks],
+                        [r.ends[step] for r in self.ranks], source="measured")
+
+    @property
+    def step_times(self) -> list[float]:
+        """Per step, the slowest rank's wall time (seconds)."""
+        return [max(ts) for ts in zip(*(r.step_times for r in self.ranks), strict=True)]
+
+    @property
+    def act_bytes(self) -> list[int]:
+        """Per stage: bytes one micro-batch's forward saves for backward (measure_memory=True)."""
+        merged = {s: b for r in self.ranks for s, b in r.act_bytes.items()}
+        return [merged[s] for s in range(self.schedule.n_stages)]
+
+    @property
+    def act_peak(self) -> list[int]:
+        """Per stage: the peak of live saved-activation bytes during a step."""
+        merged = {s: b for r in self.ranks for s, b in r.act_peak.items()}
+        return [merged[s] for s in range(self.schedule.n_stages)]
+
+
+def make_optimizer(job: PipelineJob, params: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if job.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=job.lr, weight_decay=0.0)
+    return torch.optim.SGD(params, lr=job.lr)
+
+
+def make_lr_scheduler(job: PipelineJob, optimizer: torch.optim.Optimizer
+                      ) -> torch.optim.lr_scheduler.LambdaLR | None:
+    """``job.lr_schedule`` over the job's steps as a torch scheduler (None without a schedule)."""
+    return None if job.lr_schedule is None else job.lr_schedule.to_torch(optimizer, len(job.batches))
+
+
+def autocast_dtype(job: PipelineJob, device: torch.device | str = "cpu") -> torch.dtype | None:
+    """The autocast dtype of every stage's forward: bf16 when ``job.amp``, else None."""
+    dev = torch.device(device)
+    if job.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("amp=True uses bf16 autocast, which this GPU does not support (fp16 would "
+                         "need one loss scaler shared by all stages)")
+    return torch.bfloat16 if job.amp else None
+
+
+def checkpoint_policy(job: PipelineJob) -> core.Policy:
+    """Every transformer block of a stage checkpointed with ``torch.utils.checkpoint`` (or none)."""
+    return core.Policy("every", impl="torch") if job.checkpoint else core.Policy("none")
+
+
+def step_config(job: PipelineJob, device: torch.device | str = "cpu", microbatched: bool = True) -> StepConfig:
+    """The core step's options of ``job`` (``microbatched=False``: one full-batch step)."""
+    return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=checkpoint_policy(job),
+                      clip=job.clip, n_microbatches=job.m if microbatched else 1)
+
+
+def build_model(job: PipelineJob, device: torch.device | str = "cpu") -> core.GPT:
+    model = core.GPT(job.config)
+    model.load_state_dict(job.state)
+    return model.to(device).train()
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads, then restore the previous number."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_job(schedule: str = "1f1b", m: int = 4, v: int = 1, *, n_layer: int = 2,
+             n_embd: int = 32, n_head: int = 4, block_size: int = 16, batch_size: int = 8,
+             steps: int = 2, seed: int | None = None, attention: str = "manual", **kwargs: Any
+             ) -> PipelineJob:
+    """A job on the course task: a fresh GPT (seeded) and ``steps`` random batches."""
+    seed = seeds.resolve(seed, 0)
+    task = core.char_task()
+    cfg = task.config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size,
+                      attention=attention)
+    torch.manual_seed(seed)
+    state = {k: t.clone() for k, t in core.GPT(cfg).state_dict().items()}
+    g = torch.Generator().manual_seed(seed + 1)
+    batches = tuple(task.batch(batch_size, block_size, g) for _ in range(steps))
+    return PipelineJob(config=cfg, state=state, batches=batches, schedule=schedule, m=m, v=v,
+                       **kwargs)
+
+
+def with_(job: PipelineJob, steps: int | None = None, **changes: Any) -> PipelineJob:
+    """A copy of ``job`` with some fields changed (validated again); ``steps`` keeps only the
+    first ``steps`` batches."""
+    if steps is not None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(job.batches):
+            raise ValueError(f"steps must be an int in 1..{len(job.batches)}, got {steps!r}")
+        changes["batches"] = job.batches[:steps]
+    return replace(job, **changes)
