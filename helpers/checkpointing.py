@@ -39,6 +39,7 @@ from helpers.core.checkpoint import (
 )
 from helpers.core.model import GPT, lm_loss
 from helpers.core.step import StepConfig, autocast, forward_backward
+from helpers.plots import PALETTE
 
 
 # --------------------------------------------------------------------------- running the transformer
@@ -263,9 +264,7 @@ def schedule(policy: Policy | str, n_blocks: int) -> list[tuple[str, int]]:
 def draw_schedule(policy: Policy | str, n_blocks: int, ax: object = None) -> object:
     """A strip of the step's work (forward, recompute, backward, one cell per block) and, under it,
     how many blocks' internals and how many kept block inputs are alive (unit sizes)."""
-    import matplotlib.pyplot as plt
-
-    from helpers.plots import PALETTE
+    import matplotlib.pyplot as plt  # heavy: only the drawing needs matplotlib
 
     policy = as_policy(policy)
     events = schedule(policy, n_blocks)
@@ -322,7 +321,7 @@ def fit_power_law(ns: Sequence[float], values: Sequence[float]) -> PowerLaw:
     plain log-log slope mixes the two. For each exponent, (fixed, scale) is a linear fit; the
     exponent is found by a bounded 1-D search.
     """
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize_scalar  # heavy: only this computation needs scipy
 
     n = np.asarray(ns, dtype=float)
     v = np.asarray(values, dtype=float)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MANIFEST = "MANIFEST.sha256"
@@ -61,6 +63,8 @@ def verified_path(name: str, data_dir: Path = DATA_DIR) -> Path:
 
 @cache
 def _read_csv(name: str, data_dir: str) -> pd.DataFrame:
+    import pandas as pd  # heavy: only the CSV loaders need pandas
+
     return pd.read_csv(verified_path(name, Path(data_dir)))
 
 
@@ -78,6 +82,8 @@ def load_text(name: str, data_dir: Path = DATA_DIR) -> str:
 
 def airline() -> pd.Series:
     """Monthly airline passengers (thousands), 1949-01 to 1960-12, with a monthly PeriodIndex."""
+    import pandas as pd  # heavy: only the CSV loaders need pandas
+
     df = load_csv("airline.csv")
     return pd.Series(
         df["passengers"].astype(float).values,
@@ -88,6 +94,8 @@ def airline() -> pd.Series:
 
 def nile() -> pd.Series:
     """Annual Nile flow at Aswan 1871-1970, yearly PeriodIndex."""
+    import pandas as pd  # heavy: only the CSV loaders need pandas
+
     df = load_csv("nile.csv")
     return pd.Series(df["volume"].astype(float).values, index=pd.PeriodIndex(df["year"], freq="Y"), name="volume")
 
@@ -99,6 +107,8 @@ def diabetes() -> pd.DataFrame:
 
 def macrodata() -> pd.DataFrame:
     """US quarterly macro data 1959Q1-2009Q3 with a quarterly PeriodIndex."""
+    import pandas as pd  # heavy: only the CSV loaders need pandas
+
     df = load_csv("macrodata.csv")
     df.index = pd.PeriodIndex.from_fields(year=df["year"], quarter=df["quarter"], freq="Q")
     return df.drop(columns=["year", "quarter"])

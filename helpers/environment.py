@@ -54,7 +54,7 @@ class Check:
 
 def low_precision_support(device: str = "cpu") -> dict[str, str]:
     """Whether bf16/fp16 matmuls run on ``device`` and whether the hardware has units for them."""
-    import torch
+    import torch  # heavy: the environment report works without torch installed
 
     out = {}
     for dt in (torch.bfloat16, torch.float16):
@@ -79,7 +79,7 @@ def low_precision_support(device: str = "cpu") -> dict[str, str]:
 
 def check_environment(device: str = "cpu") -> tuple[list[Check], bool]:
     """Rows for the welcome notebook's table, and the overall verdict."""
-    import torch
+    import torch  # heavy: the environment report works without torch installed
 
     rows = [Check("python", platform.python_version(), platform.python_version().startswith("3.11"))]
     versions = package_versions(CORE_PACKAGES)

@@ -18,12 +18,15 @@ peak of live bytes.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 MiB = 2**20
 
@@ -274,9 +277,6 @@ class LiveTensorTracker:
     """
 
     def __init__(self, model: nn.Module | None = None) -> None:
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_flatten
-
         self.model = model
         self.log = LiveMemoryLog()
         self._ids: dict[int, int] = {}  # id(storage object) -> sequential storage id
@@ -300,7 +300,6 @@ class LiveTensorTracker:
         self._mode = _Mode()
 
     def _track(self, t: torch.Tensor) -> None:
-        import weakref
 
         storage = t.untyped_storage()
         key = id(storage)

@@ -22,7 +22,7 @@ from importlib import metadata
 
 import numpy as np
 
-from helpers import seeds
+from helpers import noise, plots, seeds
 
 #: packages whose versions the welcome notebook reports
 CORE_PACKAGES = (
@@ -85,7 +85,7 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    import torch
+    import torch  # heavy: `import helpers` stays light; torch loads at setup()
 
     random.seed(seed)
     np.random.seed(seed)
@@ -94,7 +94,7 @@ def seed_everything(seed: int) -> None:
 
 def detect_device(prefer: str | None = None) -> tuple[str, str | None]:
     """Return (device, gpu name). ``prefer`` (or COURSE_DEVICE) may force 'cpu' or 'cuda'."""
-    import torch
+    import torch  # heavy: `import helpers` stays light; torch loads at setup()
 
     prefer = prefer or os.environ.get("COURSE_DEVICE") or None
     if prefer not in (None, "cpu", "cuda"):
@@ -119,9 +119,7 @@ def setup(
     ``seed`` defaults to ``COURSE_SEED`` (0 when unset); a given seed is written back to
     ``COURSE_SEED`` so every helper default and every spawned process follows it.
     """
-    import torch
-
-    from helpers import noise, plots
+    import torch  # heavy: `import helpers` stays light; torch loads at setup()
 
     if threads is None:
         threads = int(os.environ.get("COURSE_THREADS", min(os.cpu_count() or 1, 4)))

@@ -119,7 +119,7 @@ class Trainer:
         out = []
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from tqdm.auto import tqdm  # optional: only with progress=True
 
             bar = tqdm(total=steps, desc="training", unit="step", leave=False)
         for _ in range(steps):

@@ -17,7 +17,7 @@ model never knows about them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,9 +40,11 @@ class Scaler(Protocol):
 
 
 def autocast(device: str | torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type; disabled for None or float32."""
-    low = dtype is not None and dtype != torch.float32
-    return torch.autocast(torch.device(device).type, dtype=dtype if low else None, enabled=low)
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; for None or float32 a no-op context
+    (an autocast region around it, if any, stays in force)."""
+    if dtype is None or dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 @dataclass(frozen=True)

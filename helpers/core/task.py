@@ -10,6 +10,7 @@ import torch
 
 from helpers import validate
 from helpers.core.model import GPTConfig
+from helpers.data import load_text
 
 
 class CharTokenizer:
@@ -63,8 +64,6 @@ class CharTask:
 
 def char_task(name: str = "tiny_stories.txt", val_fraction: float = 0.1) -> CharTask:
     """Load the checksum-verified corpus and split it 90/10 into train/val ids."""
-    from helpers.data import load_text
-
     text = load_text(name)
     tok = CharTokenizer(text)
     ids = tok.encode(text)

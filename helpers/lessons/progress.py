@@ -39,7 +39,7 @@ def clear_cell_output() -> None:
     tqdm's notebook bars are widgets whose last frame would otherwise stay in the saved file."""
     try:
         from IPython import get_ipython  # optional: only inside a notebook
-        from IPython.display import clear_output
+        from IPython.display import clear_output  # optional: only inside a notebook
     except ImportError:  # pragma: no cover - IPython ships with the course environment
         return
     shell = get_ipython()

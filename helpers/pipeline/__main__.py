@@ -25,17 +25,30 @@ import os
 import sys
 from collections.abc import Sequence
 
+import torch.distributed as dist
+
+from helpers.pipeline.job import EXECUTOR_NAMES
+from helpers.pipeline.jobs import (
+    Fault,
+    PipelineRun,
+    check_equivalence,
+    make_job,
+    run,
+    run_jobs_on_rank,
+)
+from helpers.pipeline.launch import init_from_env, shutdown
+from helpers.pipeline.schedules import SCHEDULES, make_schedule
+from helpers.pipeline.simulate import simulate
+from helpers.pipeline.split import layer_names
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from helpers.pipeline.job import EXECUTOR_NAMES as EXECUTORS
-    from helpers.pipeline.schedules import SCHEDULES
-
     ap = argparse.ArgumentParser(prog="python -m helpers.pipeline", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--schedule", default="1f1b", choices=SCHEDULES)
     ap.add_argument("-m", "--microbatches", type=int, default=4)
     ap.add_argument("-v", "--chunks", type=int, default=1, help="model chunks per rank (interleaved)")
-    ap.add_argument("--executor", default="course", choices=EXECUTORS)
+    ap.add_argument("--executor", default="course", choices=EXECUTOR_NAMES)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--n-layer", type=int, default=4)
@@ -56,8 +69,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build_job(args: argparse.Namespace):  # noqa: ANN201
-    from helpers.pipeline.jobs import Fault, make_job
-
     fault = None if args.fail_rank is None else Fault(rank=args.fail_rank)
     return make_job(args.schedule, args.microbatches, args.chunks, n_layer=args.n_layer,
                     n_embd=args.n_embd, block_size=args.block_size, batch_size=args.batch_size,
@@ -67,9 +78,6 @@ def build_job(args: argparse.Namespace):  # noqa: ANN201
 
 def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
     """Print the run's summary; with --check compare with the unsplit model. Returns exit code."""
-    from helpers.pipeline.jobs import check_equivalence
-    from helpers.pipeline.split import layer_names
-
     names = layer_names(run.job.n_layers)
     world, backend, device = len(run.ranks), run.ranks[0].backend, run.ranks[0].device
     stages = " | ".join(", ".join(names[a:b]) for a, b in run.bounds)
@@ -89,11 +97,6 @@ def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
 
 def main_torchrun(args: argparse.Namespace) -> int:
     """One rank under torchrun: run the job, gather the results on rank 0, report there."""
-    import torch.distributed as dist
-
-    from helpers.pipeline.jobs import PipelineRun, run_jobs_on_rank
-    from helpers.pipeline.launch import init_from_env, shutdown
-
     device = None if args.device == "auto" else args.device
     ctx = init_from_env(threads=args.threads, device=device, timeout=args.timeout)
     try:
@@ -119,17 +122,12 @@ def main_torchrun(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.simulate:
-        from helpers.pipeline.schedules import make_schedule
-        from helpers.pipeline.simulate import simulate
-
         tl = simulate(make_schedule(args.schedule, args.nproc, args.microbatches, args.chunks))
         print(tl.summary())
         print("peak in-flight micro-batches per stage:", tl.peak_in_flight())
         return 0
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         return main_torchrun(args)
-    from helpers.pipeline.jobs import run
-
     job = build_job(args)
     device = None if args.device == "auto" else args.device
     (result,) = run(job, args.nproc, threads=args.threads, device=device, timeout=args.timeout)

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from helpers.core.checkpoint import Policy, apply_checkpointing
 from helpers.core.step import forward
+from helpers.memory import record_saved_tensors
 
 BALANCE = ("params", "time")
 
@@ -218,8 +219,6 @@ def stage_activation_bytes(model: nn.Module, bounds: Sequence[tuple[int, int]],
                            idx: torch.Tensor) -> list[int]:
     """Bytes each stage saves for backward on input ``idx`` (one micro-batch), measured with
     :func:`helpers.memory.record_saved_tensors` (the stage's input counts, parameters do not)."""
-    from helpers.memory import record_saved_tensors
-
     out = []
     h: torch.Tensor = idx
     for stage in stage_modules(model, bounds):

@@ -27,7 +27,7 @@ TORCH_SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
 
 def make_torch_schedule(name: str, stages: list[Any], m: int) -> Any:
     """The ``torch.distributed.pipelining`` schedule object for our schedule ``name``."""
-    from torch.distributed import pipelining as pp
+    from torch.distributed import pipelining as pp  # only a distributed run needs it
 
     cls = getattr(pp, TORCH_SCHEDULES[name])
     if name == "interleaved":
@@ -37,7 +37,9 @@ def make_torch_schedule(name: str, stages: list[Any], m: int) -> Any:
 
 def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
     """Run ``job`` on this rank with ``torch.distributed.pipelining``."""
-    from torch.distributed.pipelining import PipelineStage
+    from torch.distributed.pipelining import (
+        PipelineStage,  # torch's pipelining, only for executor='torch'
+    )
 
     sched, bounds = job.plan(ctx.world)
     rank, S, dev = ctx.rank, sched.n_stages, ctx.device

@@ -53,7 +53,7 @@ def schedule_view(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2,
 def schedule_widget(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2):  # noqa: ANN201
     """Sliders p, m, v and a schedule menu above the simulated timeline (an image that is
     redrawn on every change) and its bubble."""
-    import ipywidgets as w
+    import ipywidgets as w  # optional: only the widget needs ipywidgets
 
     controls = {
         "p": w.IntSlider(value=p, min=1, max=8, description="p"),

@@ -153,7 +153,7 @@ def format_info(dtype: torch.dtype) -> FormatInfo:
 
 def format_table(dtypes: Sequence[torch.dtype] | None = None):  # noqa: ANN201 - pandas.DataFrame
     """The formats as a DataFrame (values formatted to 4 significant digits)."""
-    import pandas as pd
+    import pandas as pd  # heavy: only the table needs pandas
 
     rows = []
     for dt in dtypes if dtypes is not None else float_formats():

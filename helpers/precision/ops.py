@@ -77,7 +77,7 @@ def autocast_ops(fn: Callable[[], Any], device: str = "cpu", dtype: torch.dtype 
 
 def op_summary(records: Iterable[OpRecord], include_views: bool = False):  # noqa: ANN201
     """Ops grouped by name: calls, input dtypes, output dtype (a DataFrame, in first-seen order)."""
-    import pandas as pd
+    import pandas as pd  # heavy: only the table needs pandas
 
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:

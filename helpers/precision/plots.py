@@ -13,7 +13,7 @@ from helpers.precision.formats import representable_values, short_name, spacing_
 def plot_spacing(dtypes: Sequence[torch.dtype] | None = None, figsize: tuple[float, float] = (9.0, 3.4)):  # noqa: ANN201
     """Two panels: the relative spacing of representable numbers against their magnitude (range
     and precision at a glance), and every float8 number between 1 and 8."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only the drawing needs matplotlib
 
     dtypes = list(dtypes) if dtypes is not None else [torch.float32, torch.bfloat16, torch.float16] + [
         getattr(torch, n) for n in ("float8_e5m2", "float8_e4m3fn") if hasattr(torch, n)]

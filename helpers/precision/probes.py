@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from helpers.memory import record_saved_tensors
 from helpers.precision.formats import check_device
 from helpers.precision.ops import autocast_context, record_ops
 from helpers.precision.scaler import LossScaler
@@ -100,8 +101,6 @@ class SavedBreakdown:
 def saved_breakdown(model: nn.Module, loss_fn: Callable[[], torch.Tensor], device: str = "cpu",
                     dtype: torch.dtype | None = None) -> SavedBreakdown:
     """Run ``loss_fn()`` under autocast to ``dtype`` and account what it saved for backward."""
-    from helpers.memory import record_saved_tensors
-
     check_device(device)
     with record_saved_tensors(model) as log, record_ops(model) as ops, autocast_context(device, dtype):
         loss_fn()

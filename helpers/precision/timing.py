@@ -12,6 +12,7 @@ import torch
 
 from helpers import seeds
 from helpers.core import StepStats
+from helpers.memory import MiB, cuda_peak_bytes
 from helpers.precision.amp import amp_step, build_gpt, choose_amp
 from helpers.precision.formats import check_device, resolve_dtype
 from helpers.precision.scaler import make_scaler
@@ -68,8 +69,6 @@ def step_times(task, cfg, precisions: Sequence[str] = ("fp32", "bf16", "fp16"), 
 
     On a GPU use ``("fp32", "tf32", "bf16", "fp16")``; fp16 runs with ``torch.amp.GradScaler``."""
     seed = seeds.resolve(seed, 0)
-    from helpers.memory import MiB, cuda_peak_bytes
-
     amps = {p: choose_amp(device, p) for p in precisions}
     g = torch.Generator().manual_seed(seed)
     x, y = task.batch(batch_size, cfg.block_size, g)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 import warnings
 
+from helpers import noise
+
 _PATCH_FLAG = "_helpers_restores_filters"
 
 
@@ -44,7 +46,7 @@ class _DropBelowWarning(logging.Filter):
 def _patch_sktime_filter_reset() -> bool:
     """Make sktime's pattern-suppressing context manager restore the filters it changed."""
     try:
-        from sktime.utils import warnings as skw
+        from sktime.utils import warnings as skw  # heavy: sktime loads on first use (lessons 06-07)
     except ImportError:  # sktime not installed: nothing to fix
         return False
     cls = getattr(skw, "_SuppressWarningPattern", None)
@@ -81,8 +83,6 @@ def _reapply_after_statsmodels() -> None:
         import statsmodels.tools.sm_exceptions  # noqa: F401 - its import installs "always" rules
     except ImportError:
         return
-    from helpers import noise
-
     noise.quiet_third_party()
 
 

@@ -31,7 +31,7 @@ MODELS = ("feedforward", "deepar")
 @contextmanager
 def lightning_sandbox(threads: int = 1) -> Iterator[dict]:
     """Yield Lightning ``trainer_kwargs`` for a quiet CPU run in a temporary directory."""
-    import torch
+    import torch  # heavy: torch loads with GluonTS, on first use
 
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r}: must be a positive int")
@@ -54,7 +54,7 @@ def lightning_sandbox(threads: int = 1) -> Iterator[dict]:
 @contextmanager
 def seeded(seed: int) -> Iterator[None]:
     """Seed Python, NumPy and torch for the block, then restore the previous RNG states."""
-    import torch
+    import torch  # heavy: torch loads with GluonTS, on first use
 
     py_state, np_state = random.getstate(), np.random.get_state()
     with torch.random.fork_rng(devices=[]):
@@ -132,7 +132,10 @@ class GluonTSForecaster(BaseForecaster):
                 raise ValueError(f"{name}={value!r}: must be a positive int")
 
     def _estimator(self, prediction_length: int, freq: str, trainer_kwargs: dict):  # noqa: ANN202
-        from gluonts.torch import DeepAREstimator, SimpleFeedForwardEstimator
+        from gluonts.torch import (  # heavy: GluonTS and lightning load on first use
+            DeepAREstimator,
+            SimpleFeedForwardEstimator,
+        )
 
         context = self.context_length or 2 * prediction_length
         common = dict(
@@ -148,7 +151,9 @@ class GluonTSForecaster(BaseForecaster):
         return DeepAREstimator(freq=freq, hidden_size=self.hidden, num_layers=2, dropout_rate=0.1, **common)
 
     def _dataset(self, y: pd.Series):  # noqa: ANN202
-        from gluonts.dataset.common import ListDataset
+        from gluonts.dataset.common import (
+            ListDataset,  # heavy: GluonTS and lightning load on first use
+        )
 
         freq = _freq(y.index)  # raises for an index without a frequency
         x = y.to_numpy(dtype=float)

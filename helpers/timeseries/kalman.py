@@ -159,7 +159,7 @@ def fit_em(
     Starting values default to ``var(diff(y)) / 10`` for every variance. Missing values (NaN) are
     skipped by the filter. With ``tol``, stop early once the log-likelihood gains less than ``tol``.
     """
-    from pykalman import standard as pk
+    from pykalman import standard as pk  # heavy: pykalman loads on first use
 
     if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 0:
         raise ValueError(f"n_iter={n_iter!r}: must be a non-negative int")
@@ -199,7 +199,7 @@ def fit_em(
 
 def to_pykalman(result: EMResult):  # noqa: ANN201 - pykalman.KalmanFilter
     """A public-API ``pykalman.KalmanFilter`` carrying the fitted matrices (for filter/smooth)."""
-    from pykalman import KalmanFilter
+    from pykalman import KalmanFilter  # heavy: pykalman loads on first use
 
     m = result.model
     return KalmanFilter(
@@ -289,7 +289,7 @@ class StructuralKalmanForecaster(BaseForecaster):
         return pd.Series(out, index=index, name=self._y.name)
 
     def _predict_quantiles(self, fh, X, alpha):  # noqa: ANN001, ANN202
-        from scipy.stats import norm
+        from scipy.stats import norm  # heavy: only this computation needs scipy
 
         mean, var, index = self._moments(fh)
         cols = pd.MultiIndex.from_product([self._get_varnames(), alpha])

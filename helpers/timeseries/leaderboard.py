@@ -43,7 +43,9 @@ class Leaderboard:
 
 
 def _check(forecasters: Mapping, y: pd.Series, test_size: int, horizon: int, initial_window: int, sp: int, coverage: float) -> None:
-    from sktime.forecasting.base import BaseForecaster
+    from sktime.forecasting.base import (
+        BaseForecaster,  # heavy: sktime loads on first use (lessons 06-07)
+    )
 
     if not isinstance(forecasters, Mapping) or not forecasters:
         raise TypeError("forecasters must be a non-empty mapping name -> sktime forecaster")
@@ -73,9 +75,16 @@ def run_leaderboard(
     coverage: float = 0.9,
 ) -> Leaderboard:
     """Hold-out + expanding-window backtest for every forecaster (cloned, never mutated)."""
-    from sktime.forecasting.base import ForecastingHorizon
-    from sktime.forecasting.model_evaluation import evaluate
-    from sktime.split import ExpandingWindowSplitter, temporal_train_test_split
+    from sktime.forecasting.base import (
+        ForecastingHorizon,  # heavy: sktime loads on first use (lessons 06-07)
+    )
+    from sktime.forecasting.model_evaluation import (
+        evaluate,  # heavy: sktime loads on first use (lessons 06-07)
+    )
+    from sktime.split import (  # heavy: sktime loads on first use (lessons 06-07)
+        ExpandingWindowSplitter,
+        temporal_train_test_split,
+    )
 
     _check(forecasters, y, test_size, horizon, initial_window, sp, coverage)
     y_train, y_test = temporal_train_test_split(y, test_size=test_size)

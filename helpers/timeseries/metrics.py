@@ -20,7 +20,7 @@ METRIC_NAMES = ("MASE", "sMAPE", "MAPE")
 
 def scorers(sp: int = 1, coverage: float | None = 0.9) -> list:
     """sktime metric objects for ``evaluate``: MASE(sp), sMAPE, MAPE and (optionally) coverage."""
-    from sktime.performance_metrics.forecasting import (
+    from sktime.performance_metrics.forecasting import (  # heavy: sktime loads on first use (lessons 06-07)
         MeanAbsolutePercentageError,
         MeanAbsoluteScaledError,
     )
@@ -33,7 +33,9 @@ def scorers(sp: int = 1, coverage: float | None = 0.9) -> list:
         MeanAbsolutePercentageError(symmetric=False),
     ]
     if coverage is not None:
-        from sktime.performance_metrics.forecasting.probabilistic import EmpiricalCoverage
+        from sktime.performance_metrics.forecasting.probabilistic import (
+            EmpiricalCoverage,  # heavy: sktime loads on first use (lessons 06-07)
+        )
 
         if not 0 < coverage < 1:
             raise ValueError(f"coverage={coverage!r}: must be in (0, 1)")
@@ -43,7 +45,7 @@ def scorers(sp: int = 1, coverage: float | None = 0.9) -> list:
 
 def point_metrics(y_test: pd.Series, y_pred: pd.Series, y_train: pd.Series, sp: int = 1) -> dict[str, float]:
     """MASE, sMAPE and MAPE of a point forecast (sktime's metric functions)."""
-    from sktime.performance_metrics.forecasting import (
+    from sktime.performance_metrics.forecasting import (  # heavy: sktime loads on first use (lessons 06-07)
         mean_absolute_percentage_error,
         mean_absolute_scaled_error,
     )

@@ -24,8 +24,12 @@ def _result_kwargs(fn: Callable) -> dict:
 
 
 def _kpss(x: np.ndarray, regression: str) -> tuple[float, float, str]:
-    from statsmodels.tools.sm_exceptions import InterpolationWarning
-    from statsmodels.tsa.stattools import kpss
+    from statsmodels.tools.sm_exceptions import (
+        InterpolationWarning,  # heavy: statsmodels loads on first use (lessons 06-07)
+    )
+    from statsmodels.tsa.stattools import (
+        kpss,  # heavy: statsmodels loads on first use (lessons 06-07)
+    )
 
     with warnings.catch_warnings(record=True) as caught:
         # KPSS p-values come from a table covering 0.01..0.10; outside it statsmodels returns
@@ -46,7 +50,9 @@ def stationarity_table(series: Mapping[str, pd.Series], alpha: float = 0.05, reg
 
     ``regression`` is the deterministic part of both tests: ``"c"`` (level) or ``"ct"`` (trend).
     """
-    from statsmodels.tsa.stattools import adfuller
+    from statsmodels.tsa.stattools import (
+        adfuller,  # heavy: statsmodels loads on first use (lessons 06-07)
+    )
 
     if regression not in ("c", "ct"):
         raise ValueError(f"regression={regression!r}: allowed values are 'c' and 'ct'")

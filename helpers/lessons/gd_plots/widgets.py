@@ -138,7 +138,7 @@ def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - 
     ``ipywidgets.Image`` (CSS class ``gd-figure``), redrawn on every change; the report below it
     (CSS class ``gd-report``) says 'diverged at step k: ...' for a diverged run.
     """
-    import ipywidgets as w
+    import ipywidgets as w  # optional: only the widget needs ipywidgets
 
     s = settings or LRSettings()
     style = {"description_width": "70px"}
@@ -239,7 +239,7 @@ def lr_batch_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
 
 def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipywidgets.VBox
     """The lesson-02 widget: up to three (rate, batch size) pairs ("rate 1"/"batch 1", ...) and epochs."""
-    import ipywidgets as w
+    import ipywidgets as w  # optional: only the widget needs ipywidgets
 
     s = settings or PairSettings()
     style = {"description_width": "60px"}
