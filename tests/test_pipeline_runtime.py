@@ -81,20 +81,20 @@ def test_single_rank_is_gradient_accumulation():
     ({"executor": "deepspeed"}, "executor must be one of"),
     ({"schedule": "zero-bubble"}, "schedule must be one of"),
     ({"optimizer": "lion"}, "optimizer must be one of"),
-    ({"m": 0}, "m must be a positive int"),
-    ({"schedule": "1f1b", "v": 2}, "needs schedule='interleaved'"),
+    ({"m": 0}, "n_microbatches must be a positive int"),
+    ({"schedule": "1f1b", "n_chunks": 2}, "needs schedule='interleaved'"),
 ])
 def test_job_bad_input(kwargs, match):
     m = kwargs.pop("m", 4)
     with pytest.raises(ValueError, match=match):
-        make_job(m=m, **kwargs)
+        make_job(n_microbatches=m, **kwargs)
 
 
 @pytest.mark.parametrize("job_kw, world, match", [
-    ({"schedule": "1f1b", "m": 2}, 4, "m=2 < p=4"),
+    ({"schedule": "1f1b", "n_microbatches": 2}, 4, "m=2 < p=4"),
     ({"bounds": ((0, 2), (2, 4))}, 3, "world size 3 does not match the job's 2 stages"),
     ({"schedule": "gpipe"}, 5, "cannot split 4 layers into 5 stages"),
-    ({"schedule": "interleaved", "v": 2}, 3, "multiple of p"),
+    ({"schedule": "interleaved", "n_chunks": 2}, 3, "multiple of p"),
     ({"fault": jobs.Fault(rank=5)}, 2, "fault rank 5"),
 ])
 @pytest.mark.timeout(30)

@@ -81,9 +81,9 @@ def report(run, args: argparse.Namespace) -> int:  # noqa: ANN001
     names = layer_names(run.job.n_layers)
     world, backend, device = len(run.ranks), run.ranks[0].backend, run.ranks[0].device
     stages = " | ".join(", ".join(names[a:b]) for a, b in run.bounds)
-    v = f", v={run.job.v}" if run.job.v > 1 else ""
+    v = f", v={run.job.n_chunks}" if run.job.n_chunks > 1 else ""
     print(f"pipeline: {run.job.schedule} ({run.job.executor} executor), {world} ranks, "
-          f"{backend} on {device}, m={run.job.m}{v}; stages: {stages}")
+          f"{backend} on {device}, m={run.job.n_microbatches}{v}; stages: {stages}")
     for i, (loss, t) in enumerate(zip(run.losses, run.step_times, strict=True)):
         print(f"step {i}: loss {loss:.4f}  time {t * 1e3:.1f} ms")
     if run.job.executor == "course" and run.job.record:

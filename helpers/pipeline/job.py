@@ -64,8 +64,10 @@ class PipelineJob:
     state: dict[str, torch.Tensor]
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     schedule: str = "1f1b"
-    m: int = 4
-    v: int = 1
+    n_microbatches: int = 4
+    """m: micro-batches per step (the batch is split by ``Tensor.tensor_split``)."""
+    n_chunks: int = 1
+    """v: model chunks (stages) per rank; more than 1 only for 'interleaved'."""
     bounds: tuple[tuple[int, int], ...] | None = None
     executor: str = "course"
     optimizer: str = "adamw"
@@ -85,12 +87,12 @@ class PipelineJob:
         validate.choice("executor", self.executor, EXECUTOR_NAMES)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("m", "v"):
+        for name in ("n_microbatches", "n_chunks"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.schedule != "interleaved" and self.v != 1:
-            raise ValueError(f"v={self.v} needs schedule='interleaved'; {self.schedule!r} uses v=1")
+        if self.schedule != "interleaved" and self.n_chunks != 1:
+            raise ValueError(f"n_chunks={self.n_chunks} needs schedule='interleaved'; {self.schedule!r} uses 1 chunk per rank")
         for name in ("amp", "checkpoint"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -109,10 +111,10 @@ class PipelineJob:
             if x.shape != y.shape or x.ndim != 2:
                 raise ValueError(f"each batch must be (x, y) of equal shape (B, T), got "
                                  f"{tuple(x.shape)} and {tuple(y.shape)}")
-            microbatch_sizes(x.shape[0], self.m)
-            if self.executor == "torch" and x.shape[0] % self.m:
+            microbatch_sizes(x.shape[0], self.n_microbatches)
+            if self.executor == "torch" and x.shape[0] % self.n_microbatches:
                 raise ValueError(f"executor='torch' needs the batch size divisible by m: batch "
-                                 f"{x.shape[0]}, m={self.m} (torch averages micro-batch losses "
+                                 f"{x.shape[0]}, m={self.n_microbatches} (torch averages micro-batch losses "
                                  "with equal weights); executor='course' handles uneven splits")
 
     @property
@@ -123,12 +125,12 @@ class PipelineJob:
         """The schedule and the stage bounds for ``world`` ranks; raises if they don't fit."""
         if isinstance(world, bool) or not isinstance(world, int) or world < 1:
             raise ValueError(f"world size must be a positive int, got {world!r}")
-        n_stages = world * self.v
+        n_stages = world * self.n_chunks
         if self.bounds is not None and len(self.bounds) != n_stages:
             raise ValueError(
                 f"world size {world} does not match the job's {len(self.bounds)} stages: "
-                f"need world size x v = stages ({world} x {self.v} = {n_stages})")
-        sched = make_schedule(self.schedule, world, self.m, self.v)
+                f"need world size x v = stages ({world} x {self.n_chunks} = {n_stages})")
+        sched = make_schedule(self.schedule, world, self.n_microbatches, self.n_chunks)
         f = self.fault
         if f is not None and not (0 <= f.rank < world):
             raise ValueError(f"fault rank {f.rank} is not a rank of a world of size {world}")
@@ -247,7 +249,7 @@ def checkpoint_policy(job: PipelineJob) -> core.Policy:
 def step_config(job: PipelineJob, device: torch.device | str = "cpu", microbatched: bool = True) -> StepConfig:
     """The core step's options of ``job`` (``microbatched=False``: one full-batch step)."""
     return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=checkpoint_policy(job),
-                      clip=job.clip, n_microbatches=job.m if microbatched else 1)
+                      clip=job.clip, n_microbatches=job.n_microbatches if microbatched else 1)
 
 
 def build_model(job: PipelineJob, device: torch.device | str = "cpu") -> core.GPT:
@@ -267,7 +269,7 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def make_job(schedule: str = "1f1b", m: int = 4, v: int = 1, *, n_layer: int = 2,
+def make_job(schedule: str = "1f1b", n_microbatches: int = 4, n_chunks: int = 1, *, n_layer: int = 2,
              n_embd: int = 32, n_head: int = 4, block_size: int = 16, batch_size: int = 8,
              steps: int = 2, seed: int | None = None, attention: str = "manual", **kwargs: Any
              ) -> PipelineJob:
@@ -280,7 +282,8 @@ def make_job(schedule: str = "1f1b", m: int = 4, v: int = 1, *, n_layer: int = 2
     state = {k: t.clone() for k, t in core.GPT(cfg).state_dict().items()}
     g = torch.Generator().manual_seed(seed + 1)
     batches = tuple(task.batch(batch_size, block_size, g) for _ in range(steps))
-    return PipelineJob(config=cfg, state=state, batches=batches, schedule=schedule, m=m, v=v,
+    return PipelineJob(config=cfg, state=state, batches=batches, schedule=schedule,
+                       n_microbatches=n_microbatches, n_chunks=n_chunks,
                        **kwargs)
 
 

@@ -134,8 +134,8 @@ def measure_speedup(m: int = 8, rounds: int = 2, threads_total: int = 2,
     ``threads_total`` threads, measured alternately in one launch; see :class:`Speedup`.
     ``compare_torch`` also times ``torch.distributed.pipelining`` on the same job."""
     job = job if job is not None else speed_job(m)
-    if job.m != m:
-        job = replace(job, m=m)
+    if job.n_microbatches != m:
+        job = replace(job, n_microbatches=m)
     if job.executor != "course" or job.record or job.return_state:
         job = replace(job, executor="course", record=False, return_state=False)
     per_rank = spawn(speedup_rank, 2, (job, rounds, threads_total, compare_torch),

@@ -288,7 +288,7 @@ class RankExecutor:
     # ------------------------------------------------------------------ one step
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
         job, ctx, res = self.job, self.ctx, self.result
-        sizes = microbatch_sizes(x.shape[0], job.m)
+        sizes = microbatch_sizes(x.shape[0], job.n_microbatches)
         T, C = x.shape[1], job.config.n_embd
         st = StepState(xs=x.to(self.dev).split(sizes), ys=y.to(self.dev).split(sizes),
                        weights=[n / x.shape[0] for n in sizes],
@@ -317,7 +317,7 @@ class RankExecutor:
         if st.keep_logits:
             self._keep("grads", lambda p: p.grad)
             if self.S - 1 in self.mods:
-                res.logits = torch.cat([st.logits[i] for i in range(job.m)]).cpu()
+                res.logits = torch.cat([st.logits[i] for i in range(job.n_microbatches)]).cpu()
         ctx.set_action(step, "optimizer step")
         finish_step(self.opt, job.clip, lr_scheduler=self.lr_sched, group=self.group)
         self.opt.zero_grad(set_to_none=True)

@@ -51,7 +51,7 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
             mods[s] = mod.to(dev)
     del model
     stages = [PipelineStage(CoreStage(mods[s]), s, S, dev) for s in sorted(mods)]
-    schedule = make_torch_schedule(job.schedule, stages, job.m)
+    schedule = make_torch_schedule(job.schedule, stages, job.n_microbatches)
     opt = make_optimizer(job, [p for s in sorted(mods) for p in mods[s].parameters()])
     result = RankResult(rank=rank, stages=sorted(mods), backend=ctx.backend, device=str(dev))
     has_first, has_last = 0 in mods, S - 1 in mods

@@ -184,7 +184,7 @@ def pipeline_job(task: core.CharTask, spec: RunSpec, combo: Combination, *,
         data = data[:steps]
     return jobs.PipelineJob(
         config=spec.model, state=initial_state(spec), batches=data, schedule=spec.schedule,
-        m=spec.m, optimizer="adamw", lr=spec.train.lr, lr_schedule=spec.lr_schedule(),
+        n_microbatches=spec.m, optimizer="adamw", lr=spec.train.lr, lr_schedule=spec.lr_schedule(),
         clip=spec.train.clip, amp=combo.amp, checkpoint=combo.checkpoint,
         record=False, measure_memory=measure_memory, return_state=not measure_memory,
         name=f"{combo.name}{'-memory' if measure_memory else ''}")
