@@ -5,23 +5,62 @@ from __future__ import annotations
 import os
 import platform
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
-from helpers.startup import CORE_PACKAGES, package_versions
+from packaging.requirements import Requirement
+from packaging.version import InvalidVersion, Version
 
-#: minimum versions the course is tested with (the lock pins exact ones)
-MINIMUM = {"torch": "2.13", "numpy": "2.0", "pandas": "2.2", "ipywidgets": "8.1", "jupyterlab": "4.2",
-           "sktime": "1.2", "statsmodels": "0.14", "prophet": "1.1", "gluonts": "0.16", "pykalman": "0.9.7"}
+#: packages whose versions the welcome notebook reports
+CORE_PACKAGES = (
+    "torch",
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "ipywidgets",
+    "jupyterlab",
+    "statsmodels",
+    "pykalman",
+    "sktime",
+    "prophet",
+    "gluonts",
+    "nbval",
+)
 
 
-def _vtuple(v: str) -> tuple[int, ...]:
-    out = []
-    for part in v.split("+")[0].split("."):
-        digits = "".join(ch for ch in part if ch.isdigit())
-        if not digits:
-            break
-        out.append(int(digits))
-    return tuple(out)
+def package_versions(names: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str]:
+    """Installed versions (without importing the packages); 'missing' when absent."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def requirements(package: str = "helpers") -> dict[str, Requirement]:
+    """The course's declared requirements (``pyproject.toml``, read back from the installed
+    package's metadata, dev extras included), by normalised name."""
+    try:
+        declared = metadata.requires(package) or []
+    except metadata.PackageNotFoundError:
+        return {}
+    reqs = (Requirement(r) for r in declared)
+    return {r.name.lower(): r for r in reqs}
+
+
+def satisfies(version: str, requirement: Requirement | None) -> bool:
+    """Whether an installed ``version`` meets ``requirement`` (PEP 440, via ``packaging``; a
+    local label such as ``+cpu`` does not matter); True when nothing is required."""
+    if version == "missing":
+        return False
+    if requirement is None:
+        return True
+    try:
+        return requirement.specifier.contains(Version(version), prereleases=True)
+    except InvalidVersion:
+        return False
 
 
 def cpu_flags() -> set[str]:
@@ -83,10 +122,10 @@ def check_environment(device: str = "cpu") -> tuple[list[Check], bool]:
 
     rows = [Check("python", platform.python_version(), platform.python_version().startswith("3.11"))]
     versions = package_versions(CORE_PACKAGES)
+    declared = requirements()
     for name in CORE_PACKAGES:
         v = versions[name]
-        ok = v != "missing" and (name not in MINIMUM or _vtuple(v) >= _vtuple(MINIMUM[name]))
-        rows.append(Check(name, v, ok))
+        rows.append(Check(name, v, satisfies(v, declared.get(name))))
     rows.append(Check("device", device, True))
     rows.append(Check("CPU cores / torch threads", f"{os.cpu_count()} / {torch.get_num_threads()}", True))
     for name, status in low_precision_support(device).items():

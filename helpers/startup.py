@@ -15,30 +15,14 @@ Environment variables (read here, so one flag switches the whole course):
 from __future__ import annotations
 
 import os
-import platform
 import random
 from dataclasses import dataclass, field
-from importlib import metadata
 
 import numpy as np
 
 from helpers import noise, plots, seeds
-
-#: packages whose versions the welcome notebook reports
-CORE_PACKAGES = (
-    "torch",
-    "numpy",
-    "pandas",
-    "matplotlib",
-    "ipywidgets",
-    "jupyterlab",
-    "statsmodels",
-    "pykalman",
-    "sktime",
-    "prophet",
-    "gluonts",
-    "nbval",
-)
+from helpers.core.device import course_device
+from helpers.environment import package_versions
 
 
 @dataclass(frozen=True)
@@ -70,17 +54,6 @@ def _env_flag(name: str) -> bool:
     raise ValueError(f"environment variable {name}={value!r}: expected one of 0/1/true/false/yes/no")
 
 
-def package_versions(names: tuple[str, ...] = CORE_PACKAGES) -> dict[str, str]:
-    """Installed versions (without importing the packages); 'missing' when absent."""
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "missing"
-    return out
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -93,18 +66,12 @@ def seed_everything(seed: int) -> None:
 
 
 def detect_device(prefer: str | None = None) -> tuple[str, str | None]:
-    """Return (device, gpu name). ``prefer`` (or COURSE_DEVICE) may force 'cpu' or 'cuda'."""
+    """Return (device, gpu name). ``prefer`` (or COURSE_DEVICE) may force 'cpu' or 'cuda'
+    (:func:`helpers.core.device.course_device`)."""
     import torch  # heavy: `import helpers` stays light; torch loads at setup()
 
-    prefer = prefer or os.environ.get("COURSE_DEVICE") or None
-    if prefer not in (None, "cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {prefer!r}")
-    has_cuda = torch.cuda.is_available()
-    if prefer == "cuda" and not has_cuda:
-        raise ValueError("device='cuda' requested but torch.cuda.is_available() is False")
-    if prefer == "cpu" or not has_cuda:
-        return "cpu", None
-    return "cuda", torch.cuda.get_device_name(0)
+    device = course_device(prefer)
+    return device, (torch.cuda.get_device_name(0) if device == "cuda" else None)
 
 
 def setup(

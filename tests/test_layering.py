@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1] / "helpers"
 MAX_LINES = 500
 
 BASE = {"helpers", "helpers.seeds", "helpers.validate", "helpers.data", "helpers.noise", "helpers.plots",
-        "helpers.checks"}
+        "helpers.checks", "helpers.environment"}
 TECHNIQUES = ("helpers.gd", "helpers.precision", "helpers.checkpointing", "helpers.memory", "helpers.pipeline",
               "helpers.timeseries", "helpers.training")
-LESSONS = ("helpers.lessons", "helpers.startup", "helpers.environment")
+LESSONS = ("helpers.lessons", "helpers.startup")
 LAYERS = ("base", "core", "techniques", "lessons")
 #: function-level imports of course modules that are allowed, and why
 LAZY_OK = {

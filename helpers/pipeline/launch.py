@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from helpers.core.device import course_device
+
 #: progress slots per rank in shared memory: step, kind (0 idle, 1 F, 2 B, 3 other), mb, stage,
 #: job (index in the list a rank works through)
 _SLOTS = 5
@@ -100,15 +102,9 @@ def free_port() -> int:
 def pick_device(local_rank: int, local_world: int, device: str | None = None) -> torch.device:
     """CUDA device ``local_rank`` when each local rank can have its own GPU, else CPU.
 
-    ``device`` ('cpu' or 'cuda', or env COURSE_DEVICE) forces a choice."""
-    device = device or os.environ.get("COURSE_DEVICE") or None
-    if device not in (None, "cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or None (automatic), got {device!r}")
-    enough_gpus = torch.cuda.is_available() and torch.cuda.device_count() >= local_world
-    if device == "cuda" and not enough_gpus:
-        raise ValueError(f"device='cuda' needs one GPU per local rank: {local_world} ranks, "
-                         f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} GPUs")
-    if device == "cpu" or not enough_gpus:
+    ``device`` ('cpu' or 'cuda', or env COURSE_DEVICE) forces a choice
+    (:func:`helpers.core.device.course_device`)."""
+    if course_device(device, gpus_needed=local_world) == "cpu":
         return torch.device("cpu")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
