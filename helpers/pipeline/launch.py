@@ -5,8 +5,8 @@ Both paths end in the same place: ``torch.distributed`` initialised through ``en
 and the backend chosen from the device: **NCCL** when every local rank can have its own GPU,
 **gloo** on CPU. Nothing else changes between a laptop, one GPU node and several nodes.
 
-:func:`spawn` is the notebook launcher. The parent watches every child; if one raises or dies,
-it stops the others within a couple of seconds and raises :class:`PipelineError` naming the
+:func:`spawn` is the notebook launcher, on ``torch.multiprocessing.start_processes``. The parent
+watches every child; if one raises or dies, it stops the others within a couple of seconds and raises :class:`PipelineError` naming the
 rank and the action it was running (children report their current action into shared memory).
 Every wait is bounded: the process group has an operation timeout, and ``spawn`` has an overall
 deadline. Children are daemonic, so none outlives the notebook kernel (if the kernel is killed
@@ -15,13 +15,15 @@ outright, they stop at their next receive's timeout).
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from multiprocessing.connection import wait as mp_wait
@@ -31,6 +33,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from helpers import validate
 from helpers.core.device import course_device
 
 #: progress slots per rank in shared memory: step, kind (0 idle, 1 F, 2 B, 3 other), mb, stage,
@@ -143,7 +146,12 @@ def shutdown() -> None:
 
 
 def _child(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple,
-           conn: Any, progress: Any, threads: int, device: str | None, timeout: float) -> None:
+           conns: list[Any], progress: Any, threads: int, device: str | None, timeout: float) -> None:
+    """A rank's entry point (``torch.multiprocessing`` calls it with the rank first)."""
+    conn = conns[rank]
+    for i, other in enumerate(conns):
+        if i != rank:
+            other.close()
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     ctx = None
@@ -151,7 +159,7 @@ def _child(rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple
         ctx = init_from_env(threads=threads, device=device, timeout=timeout, progress=progress)
         result = fn(ctx, *args)
         conn.send_bytes(pickle.dumps(("ok", rank, result)))
-    except BaseException as exc:  # noqa: BLE001 - report everything, then die
+    except BaseException as exc:  # report everything (the parent names the rank), then die
         where = ctx.last_action if ctx is not None else "start-up"
         msg = f"rank {rank} failed during {where}: {type(exc).__name__}: {exc}"
         try:
@@ -178,97 +186,127 @@ def _stop(procs: list[Any], grace: float = 2.0) -> None:
             p.join(5.0)
 
 
+@contextmanager
+def _expected_terminations() -> Iterator[None]:
+    """``ProcessContext.join`` logs a warning for each rank it stops after a failure; here that
+    is the plan, not news (the failure itself is raised as a PipelineError)."""
+    logger = logging.getLogger("torch.multiprocessing.spawn")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Watch:
+    """What the parent has heard from the ranks so far."""
+
+    def __init__(self, readers: list[Any]) -> None:
+        self.results: dict[int, Any] = {}
+        self.errors: list[tuple[float, int, str, str]] = []
+        self.dead: dict[int, int] = {}
+        self.failed_at: float | None = None
+        self.open = list(readers)
+        self.rank_of = {id(r): i for i, r in enumerate(readers)}
+
+    def read(self, wait: float) -> None:
+        """Take in every report that arrives within ``wait`` seconds."""
+        for conn in mp_wait(self.open, timeout=wait):
+            try:
+                msg = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                self.open.remove(conn)
+                continue
+            rank = self.rank_of[id(conn)]
+            if msg[0] == "ok":
+                self.results[rank] = msg[2]
+            else:
+                self.errors.append((msg[2], rank, msg[3], msg[4]))
+                self.fail()
+
+    def fail(self) -> None:
+        self.failed_at = self.failed_at or time.monotonic()
+
+
+def _failure(watch: _Watch, progress: Any, nprocs: int, pids: tuple[int, ...]) -> PipelineError:
+    """The error to raise: the first cause (a rank that died without a word, else the first
+    report), what the others said, and where the ranks still running were."""
+    reported = {e[1] for e in watch.errors}
+    silent = [r for r, c in sorted(watch.dead.items())
+              if c != 0 and r not in watch.results and r not in reported]
+    if silent:  # died without a word (killed, os._exit): that is the cause
+        r = silent[0]
+        return PipelineError(f"rank {r} died (exit code {watch.dead[r]}) during "
+                             f"{_progress_text(progress, r)}", rank=r, pids=pids)
+    t, r, msg, tb = min(watch.errors)
+    others = [e for e in sorted(watch.errors) if e[1] != r]
+    extra = f" (then: {others[0][2]})" if others else ""
+    running = [i for i in range(nprocs) if i not in watch.results and i not in reported
+               and watch.dead.get(i, 0) == 0]
+    if running:  # e.g. a hung rank: say where it was
+        extra += "; still running when stopped: " + ", ".join(
+            f"rank {i} at {_progress_text(progress, i)}" for i in running)
+    return PipelineError(f"{msg}{extra}\n--- traceback of rank {r} ---\n{tb}", rank=r, pids=pids)
+
+
 def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), *, threads: int = 1,
           device: str | None = "cpu", timeout: float = 60.0, deadline: float = 600.0,
           on_progress: Callable[[list[tuple[int, int]]], None] | None = None) -> list[Any]:
     """Run ``fn(ctx, *args)`` on ``nprocs`` fresh processes; return each rank's result, by rank.
+
+    The processes are ``torch.multiprocessing.start_processes(join=False)``; its
+    ``ProcessContext.join`` notices a rank that exits with an error and stops the others. On top
+    of it, the course keeps what torch does not do: each rank's result and error report (with
+    the action it was running) over a pipe, progress, and an overall deadline.
 
     ``fn`` must live in an importable module (spawn pickles it by reference). ``timeout``:
     seconds one receive may wait (see :func:`init_from_env`); ``deadline``: seconds for the
     whole run. On any failure the other ranks are stopped and :class:`PipelineError` is raised.
     ``on_progress``, if given, is called about once a second in this process with each rank's
     ``(job, step)`` as reported by :meth:`DistContext.set_job` / :meth:`DistContext.set_action`."""
-    if isinstance(nprocs, bool) or not isinstance(nprocs, int) or nprocs < 1:
-        raise ValueError(f"nprocs must be a positive int, got {nprocs!r}")
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    validate.positive_int("nprocs", nprocs)
+    validate.positive_int("threads", threads)
     if getattr(fn, "__module__", "__main__") == "__main__":
         raise ValueError("fn must be defined in an importable module (e.g. helpers), not in "
                          "__main__ or a notebook: spawned processes import it by name")
-    ctx = mp.get_context("spawn")
-    progress = ctx.Array("i", [0] * (_SLOTS * nprocs), lock=False)
-    port = free_port()
-    readers, procs = [], []
-    for rank in range(nprocs):
-        r, w = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=_child, name=f"pipeline-rank{rank}", daemon=True,
-                        args=(rank, nprocs, port, fn, args, w, progress, threads, device, timeout))
-        p.start()
+    mpctx = mp.get_context("spawn")
+    progress = mpctx.Array("i", [0] * (_SLOTS * nprocs), lock=False)
+    pipes = [mpctx.Pipe(duplex=False) for _ in range(nprocs)]
+    readers, writers = [r for r, _ in pipes], [w for _, w in pipes]
+    pc = mp.start_processes(_child, nprocs=nprocs, join=False, daemon=True, start_method="spawn",
+                            args=(nprocs, free_port(), fn, args, writers, progress, threads, device,
+                                  timeout))
+    for w in writers:
         w.close()
-        readers.append(r)
-        procs.append(p)
-    pids = tuple(p.pid for p in procs)
-    results: dict[int, Any] = {}
-    errors: list[tuple[float, int, str, str]] = []
-    dead: dict[int, int] = {}
-    reader_rank = {id(r): i for i, r in enumerate(readers)}
-    sentinel_rank = {p.sentinel: i for i, p in enumerate(procs)}
-    open_readers = list(readers)
+    pids = tuple(p.pid for p in pc.processes)
+    watch = _Watch(readers)
     end = time.monotonic() + deadline
-    failed_at = None
     try:
-        while len(results) < nprocs:
+        while len(watch.results) < nprocs:
             if on_progress is not None:
                 on_progress([(progress[i * _SLOTS + 4], progress[i * _SLOTS]) for i in range(nprocs)])
             now = time.monotonic()
-            if failed_at is not None and now - failed_at > 0.5:
+            if watch.failed_at is not None and now - watch.failed_at > 0.5:
                 break  # the first failure plus half a second to collect the others' reports
             if now > end:
                 stuck = ", ".join(f"rank {i} at {_progress_text(progress, i)}"
-                                  for i in range(nprocs) if i not in results)
+                                  for i in range(nprocs) if i not in watch.results)
                 raise PipelineError(f"pipeline run exceeded its deadline of {deadline:.0f} s; "
                                     f"still running: {stuck}", pids=pids)
-            live_sentinels = [p.sentinel for i, p in enumerate(procs) if i not in dead]
-            ready = mp_wait(open_readers + live_sentinels, timeout=0.1 if failed_at else 1.0)
-            for obj in ready:
-                if id(obj) in reader_rank:
-                    rank = reader_rank[id(obj)]
-                    try:
-                        msg = pickle.loads(obj.recv_bytes())
-                    except (EOFError, OSError):
-                        open_readers.remove(obj)
-                        continue
-                    if msg[0] == "ok":
-                        results[rank] = msg[2]
-                    else:
-                        errors.append((msg[2], rank, msg[3], msg[4]))
-                        failed_at = failed_at or time.monotonic()
-                else:
-                    rank = sentinel_rank[obj]
-                    procs[rank].join(0.1)
-                    code = procs[rank].exitcode
-                    dead[rank] = code if code is not None else -1
-                    if code != 0 and rank not in results:
-                        failed_at = failed_at or time.monotonic()
-        if failed_at is not None:
-            silent = [r for r, c in sorted(dead.items())
-                      if c != 0 and r not in results and r not in {e[1] for e in errors}]
-            if silent:  # died without a word (killed, os._exit): that is the cause
-                r = silent[0]
-                raise PipelineError(f"rank {r} died (exit code {dead[r]}) during "
-                                    f"{_progress_text(progress, r)}", rank=r, pids=pids)
-            t, r, msg, tb = min(errors)
-            others = [e for e in sorted(errors) if e[1] != r]
-            extra = f" (then: {others[0][2]})" if others else ""
-            running = [i for i in range(nprocs) if i not in results and i not in dead
-                       and i not in {e[1] for e in errors}]
-            if running:  # e.g. a hung rank: say where it was
-                extra += "; still running when stopped: " + ", ".join(
-                    f"rank {i} at {_progress_text(progress, i)}" for i in running)
-            raise PipelineError(f"{msg}{extra}\n--- traceback of rank {r} ---\n{tb}", rank=r,
-                                pids=pids)
+            watch.read(0.1 if watch.failed_at else 0.5)
+            if watch.failed_at is None:
+                try:
+                    with _expected_terminations():
+                        pc.join(timeout=0.0, grace_period=0.5)
+                except mp.ProcessExitedException as exc:
+                    watch.dead[exc.error_index] = exc.exit_code
+                    watch.fail()
+        if watch.failed_at is not None:
+            watch.read(0.0)
+            raise _failure(watch, progress, nprocs, pids)
     finally:
-        _stop(procs)
+        _stop(pc.processes)
         for r in readers:
             r.close()
-    return [results[i] for i in range(nprocs)]
+    return [watch.results[i] for i in range(nprocs)]
