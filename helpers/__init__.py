@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "setup"]
 
 
-def setup(*args, **kwargs):  # noqa: ANN002, ANN003 - thin re-export, see helpers.startup.setup
+def setup(*args: object, **kwargs: object) -> object:  # thin re-export of helpers.startup.setup
     """Start-up call for every notebook; see :func:`helpers.startup.setup`."""
     from helpers.startup import setup as _setup
 

@@ -19,9 +19,10 @@ peak of live bytes.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -118,7 +119,8 @@ class SavedTensorLog:
 
 
 @contextmanager
-def record_saved_tensors(model: nn.Module | None = None, exclude: Iterable[torch.Tensor] = ()):
+def record_saved_tensors(model: nn.Module | None = None, exclude: Iterable[torch.Tensor] = ()
+                         ) -> Iterator[SavedTensorLog]:
     """Record every tensor autograd saves for backward inside the block.
 
     ``model``'s parameters (and any ``exclude`` tensors) are not counted. When ``model`` is given,
@@ -285,7 +287,7 @@ class LiveTensorTracker:
         tracker = self
 
         class _Mode(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
                 out = func(*args, **(kwargs or {}))
                 tracker.log.ops += 1
                 name = str(func)

@@ -5,13 +5,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-from helpers import gd  # noqa: E402
-from helpers.lessons import gd_plots  # noqa: E402
-from helpers.lessons.gd_plots import figures as gd_figures  # noqa: E402
+from helpers import gd
+from helpers.lessons import gd_plots
+from helpers.lessons.gd_plots import figures as gd_figures
 
 
 @pytest.fixture(autouse=True)

@@ -13,12 +13,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
 
-from helpers import data, noise  # noqa: E402
-from helpers import timeseries as ts  # noqa: E402
+from helpers import data, noise
+from helpers import timeseries as ts
 
 # sktime 1.2 announces a config change on every forecaster; pytest resets warning filters per test
 pytestmark = pytest.mark.filterwarnings("ignore:.*remember_data:FutureWarning")

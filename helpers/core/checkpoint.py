@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -78,7 +79,7 @@ class _Checkpoint(torch.autograd.Function):
     """Forward without saving internals; backward = recompute with grad, then backprop through it."""
 
     @staticmethod
-    def forward(ctx, run_fn, preserve_rng_state, *args):
+    def forward(ctx: Any, run_fn: Callable[..., Any], preserve_rng_state: bool, *args: Any) -> Any:
         tensors = [a for a in args if torch.is_tensor(a)]
         ctx.run_fn = run_fn
         ctx.rng = RNGState.capture(tensors) if preserve_rng_state else None
@@ -89,7 +90,7 @@ class _Checkpoint(torch.autograd.Function):
             return run_fn(*args)
 
     @staticmethod
-    def backward(ctx, *grad_outputs):
+    def backward(ctx: Any, *grad_outputs: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         saved = iter(ctx.saved_tensors)
         inputs = [  # fresh leaves cut from the forward graph, so backward stops at them
             next(saved).detach().requires_grad_(needs_grad) if a is _TENSOR else a

@@ -147,6 +147,49 @@ class Runs:
         return [f"lr {lr:.4g}: {self.message(r)}" for r, lr in enumerate(self.lrs)]
 
 
+def _check_rule_settings(momentum: float, betas: tuple[float, float], eps: float
+                         ) -> tuple[float, tuple[float, float], float]:
+    momentum = validate.unit_interval("momentum", momentum)
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+    b1, b2 = (validate.unit_interval("betas", b) for b in betas)
+    return momentum, (b1, b2), validate.positive_finite("eps", eps)
+
+
+def _check_grad_noise(grad_noise: float) -> None:
+    if isinstance(grad_noise, bool) or not (isinstance(grad_noise, (int, float)) and grad_noise >= 0
+                                            and math.isfinite(grad_noise)):
+        raise ValueError(f"grad_noise must be a finite number >= 0, got {grad_noise!r}")
+
+
+def _starts(w0: np.ndarray | Sequence[float] | None, lrs: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starting points (R, d) and rates (R,): one start per rate, one rate for many starts, or
+    one start for all."""
+    R = lrs.size
+    W = np.zeros((R, d)) if w0 is None else _as_runs(w0, d, "w0")[0]
+    if W.shape[0] != R:
+        if R != 1 and W.shape[0] != 1:
+            raise ValueError(f"w0 has {W.shape[0]} rows but there are {R} learning rates: give one row or one per rate")
+        R = max(R, W.shape[0])
+        lrs = np.broadcast_to(lrs, (R,)).copy()
+    W = np.broadcast_to(W, (R, d)).copy()
+    if not np.isfinite(W).all():
+        raise ValueError("w0 must be finite")
+    return W, lrs
+
+
+def _update(optimizer: str, W: np.ndarray, g: np.ndarray, lr: np.ndarray, a: np.ndarray, b: np.ndarray,
+            t: int, momentum: float, betas: tuple[float, float], eps: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One update of every run by ``optimizer``; returns (W, state a, state b)."""
+    if optimizer == "sgd":
+        return sgd_step(W, g, lr), a, b
+    if optimizer == "adam":
+        return adam_step(W, g, lr, a, b, t, betas, eps)
+    W_new, a = momentum_step(W, g, lr, a, momentum, optimizer == "nesterov")
+    return W_new, a, b
+
+
 def optimize(
     problem: Problem,
     lr: float | Sequence[float] | np.ndarray,
@@ -181,15 +224,9 @@ def optimize(
     R, d, n = lrs.size, problem.dim, problem.n_examples
     batch_size = n if batch_size is None else validate.integer("batch_size", batch_size, 1, n)
     validate.choice("optimizer", optimizer, OPTIMIZERS)
-    momentum = validate.unit_interval("momentum", momentum)
-    if len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    b1, b2 = (validate.unit_interval("betas", b) for b in betas)
-    eps = validate.positive_finite("eps", eps)
+    momentum, (b1, b2), eps = _check_rule_settings(momentum, betas, eps)
     diverge_factor = validate.positive_finite("diverge_factor", diverge_factor)
-    if isinstance(grad_noise, bool) or not (isinstance(grad_noise, (int, float)) and grad_noise >= 0
-                                            and math.isfinite(grad_noise)):
-        raise ValueError(f"grad_noise must be a finite number >= 0, got {grad_noise!r}")
+    _check_grad_noise(grad_noise)
     if (steps is None) == (epochs is None):
         raise ValueError(f"give exactly one of steps or epochs, got steps={steps!r}, epochs={epochs!r}")
     if steps is None:
@@ -198,15 +235,8 @@ def optimize(
     seed = validate.integer("seed", seed, 0)
     sched = as_lr_schedule(schedule)
     factors = sched.factors(steps)
-    W = np.zeros((R, d)) if w0 is None else _as_runs(w0, d, "w0")[0]
-    if W.shape[0] != R:  # one start per rate, one rate for many starts, or one start for all
-        if R != 1 and W.shape[0] != 1:
-            raise ValueError(f"w0 has {W.shape[0]} rows but there are {R} learning rates: give one row or one per rate")
-        R = max(R, W.shape[0])
-        lrs = np.broadcast_to(lrs, (R,)).copy()
-    W = np.broadcast_to(W, (R, d)).copy()
-    if not np.isfinite(W).all():
-        raise ValueError("w0 must be finite")
+    W, lrs = _starts(w0, lrs, d)
+    R = lrs.size
 
     batches = batch_order(n, batch_size, steps, seed)
     noise_rng = np.random.default_rng([seed, 1])
@@ -233,12 +263,8 @@ def optimize(
             if grad_noise:
                 g = g + grad_noise * noise_rng.standard_normal(g.shape)
             step_lr = (lrs * factors[t])[:, None]
-            if optimizer == "sgd":
-                W_new = sgd_step(W, g, step_lr)
-            elif optimizer == "adam":
-                W_new, state_a, state_b = adam_step(W, g, step_lr, state_a, state_b, t + 1, (b1, b2), eps)
-            else:
-                W_new, state_a = momentum_step(W, g, step_lr, state_a, momentum, optimizer == "nesterov")
+            W_new, state_a, state_b = _update(optimizer, W, g, step_lr, state_a, state_b, t + 1,
+                                              momentum, (b1, b2), eps)
             W = np.where(active[:, None], W_new, W)  # diverged runs stay frozen
             elapsed += time.perf_counter() - tic
             seconds[t + 1] = elapsed

@@ -149,7 +149,7 @@ class LinearRegression(DataProblem):
         return np.linalg.eigvalsh(self.hessian())
 
     @property
-    def L(self) -> float:  # noqa: N802 - the standard symbol
+    def L(self) -> float:
         """Smoothness: the largest Hessian eigenvalue."""
         return float(self.eigenvalues[-1])
 
@@ -209,7 +209,7 @@ class LogisticRegression(DataProblem):
         return (_expit(self.X @ w) - self.y)[:, None] * self.X
 
     @property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         """Smoothness bound: the Hessian is at most X^T X / (4n)."""
         return float(np.linalg.eigvalsh(self.X.T @ self.X / (4 * self.n_examples))[-1])
 
@@ -274,7 +274,7 @@ class Quadratic(Problem):
         return self.H
 
     @property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         return float(np.linalg.eigvalsh(self.H)[-1])
 
     @property
@@ -316,7 +316,7 @@ class Surface(Problem):
         return self.df(w)
 
     @cached_property
-    def L(self) -> float:  # noqa: N802
+    def L(self) -> float:
         """The largest curvature over the listed minima: below 2/L GD can settle in any of them."""
         if not self.minima:
             raise ValueError(f"surface {self.name!r} lists no minima, so it has no curvature L")
@@ -339,7 +339,7 @@ def numeric_hessian(problem: Problem, w: np.ndarray, h: float = 1e-5) -> np.ndar
 
 
 # ----------------------------------------------------------------- problem factories
-def quadratic(kappa: float, L: float = 1.0, angle_deg: float = 0.0, center=(0.0, 0.0)) -> Quadratic:  # noqa: N803, ANN001
+def quadratic(kappa: float, L: float = 1.0, angle_deg: float = 0.0, center=(0.0, 0.0)) -> Quadratic:  # noqa: ANN001
     """A 2-D quadratic with eigenvalues L and L/kappa, its axes rotated by ``angle_deg``."""
     kappa = validate.positive_finite("kappa", kappa)
     L = validate.positive_finite("L", L)
@@ -427,11 +427,11 @@ def nonconvex_surface(tilt: tuple[float, float] = (0.4, 0.2)) -> Surface:
     """
     a, b = (float(t) for t in tilt)
 
-    def f(W: np.ndarray) -> np.ndarray:  # noqa: N803
+    def f(W: np.ndarray) -> np.ndarray:
         x, y = W[:, 0], W[:, 1]
         return (x * x - 1) ** 2 + (y * y - 1) ** 2 + a * x + b * y
 
-    def df(W: np.ndarray) -> np.ndarray:  # noqa: N803
+    def df(W: np.ndarray) -> np.ndarray:
         x, y = W[:, 0], W[:, 1]
         return np.stack([4 * x * (x * x - 1) + a, 4 * y * (y * y - 1) + b], axis=1)
 
@@ -442,10 +442,10 @@ def nonconvex_surface(tilt: tuple[float, float] = (0.4, 0.2)) -> Surface:
 def xcos_surface(c: float = 0.15 * math.pi) -> Surface:
     """d2l's 1-D non-convex example ``f(x) = x cos(c x)`` (many local minima)."""
 
-    def f(W: np.ndarray) -> np.ndarray:  # noqa: N803
+    def f(W: np.ndarray) -> np.ndarray:
         return W[:, 0] * np.cos(c * W[:, 0])
 
-    def df(W: np.ndarray) -> np.ndarray:  # noqa: N803
+    def df(W: np.ndarray) -> np.ndarray:
         x = W[:, 0]
         return (np.cos(c * x) - c * x * np.sin(c * x))[:, None]
 

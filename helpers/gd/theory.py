@@ -38,7 +38,7 @@ def error_ratios(params: np.ndarray, w_star: np.ndarray) -> np.ndarray:
         return err[1:] / err[:-1]
 
 
-def heavy_ball_optimum(L: float, mu: float) -> tuple[float, float, float]:  # noqa: N803
+def heavy_ball_optimum(L: float, mu: float) -> tuple[float, float, float]:
     """Polyak's optimal heavy-ball settings on a quadratic: (lr, momentum, rate).
 
     lr = 4 / (sqrt L + sqrt mu)^2, momentum = ((sqrt k - 1)/(sqrt k + 1))^2, rate = (sqrt k - 1)/(sqrt k + 1).

@@ -20,7 +20,7 @@ from helpers.core import LRSchedule, StepConfig
 from helpers.core.step import microbatch_sizes
 from helpers.pipeline.schedules import Action, PipelineSchedule, check_schedule_name, make_schedule
 from helpers.pipeline.simulate import Timeline
-from helpers.pipeline.split import balanced_bounds, check_bounds
+from helpers.pipeline.split import balanced_bounds, check_bounds, param_names, stage_modules
 
 EXECUTOR_NAMES = ("course", "torch")
 OPTIMIZERS = ("adamw", "sgd")
@@ -85,17 +85,18 @@ class PipelineJob:
     def __post_init__(self) -> None:
         check_schedule_name(self.schedule)
         validate.choice("executor", self.executor, EXECUTOR_NAMES)
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name in ("n_microbatches", "n_chunks"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        validate.choice("optimizer", self.optimizer, OPTIMIZERS)
+        validate.positive_int("n_microbatches", self.n_microbatches)
+        validate.positive_int("n_chunks", self.n_chunks)
         if self.schedule != "interleaved" and self.n_chunks != 1:
-            raise ValueError(f"n_chunks={self.n_chunks} needs schedule='interleaved'; {self.schedule!r} uses 1 chunk per rank")
-        for name in ("amp", "checkpoint"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+            raise ValueError(f"n_chunks={self.n_chunks} needs schedule='interleaved'; "
+                             f"{self.schedule!r} uses 1 chunk per rank")
+        self._check_training_options()
+        self._check_batches()
+
+    def _check_training_options(self) -> None:
+        validate.boolean("amp", self.amp)
+        validate.boolean("checkpoint", self.checkpoint)
         if self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
             raise TypeError(f"lr_schedule must be a helpers.core.LRSchedule or None, got {self.lr_schedule!r}")
         if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
@@ -105,6 +106,8 @@ class PipelineJob:
         if self.executor == "torch" and extras:
             raise ValueError(f"executor='torch' runs plain fp32 steps; {', '.join(extras)} need "
                              "executor='course'")
+
+    def _check_batches(self) -> None:
         if not self.batches:
             raise ValueError("batches must hold at least one (x, y) pair (one per step)")
         for x, y in self.batches:
@@ -114,8 +117,8 @@ class PipelineJob:
             microbatch_sizes(x.shape[0], self.n_microbatches)
             if self.executor == "torch" and x.shape[0] % self.n_microbatches:
                 raise ValueError(f"executor='torch' needs the batch size divisible by m: batch "
-                                 f"{x.shape[0]}, m={self.n_microbatches} (torch averages micro-batch losses "
-                                 "with equal weights); executor='course' handles uneven splits")
+                                 f"{x.shape[0]}, m={self.n_microbatches} (torch averages micro-batch "
+                                 "losses with equal weights); executor='course' handles uneven splits")
 
     @property
     def n_layers(self) -> int:
@@ -250,6 +253,36 @@ def step_config(job: PipelineJob, device: torch.device | str = "cpu", microbatch
     """The core step's options of ``job`` (``microbatched=False``: one full-batch step)."""
     return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=checkpoint_policy(job),
                       clip=job.clip, n_microbatches=job.n_microbatches if microbatched else 1)
+
+
+@dataclass
+class RankStages:
+    """The stages one rank holds: modules on its device and their parameters' full-model names."""
+
+    schedule: PipelineSchedule
+    bounds: list[tuple[int, int]]
+    mods: dict[int, torch.nn.Module]
+    names: dict[int, dict[str, str]]
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for s in sorted(self.mods) for p in self.mods[s].parameters()]
+
+    def copies(self, get: Any) -> dict[str, torch.Tensor]:
+        """``get(p)`` of every parameter, copied to CPU, under the full model's names."""
+        return {self.names[s][local]: get(p).detach().cpu().clone()
+                for s, mod in self.mods.items() for local, p in mod.named_parameters()}
+
+
+def rank_stages(job: PipelineJob, world: int, rank: int, device: torch.device | str) -> RankStages:
+    """Build the model (on CPU, from the job's weights) and keep ``rank``'s stages on ``device``."""
+    sched, bounds = job.plan(world)
+    model = build_model(job)
+    mods, names = {}, {}
+    for s, mod in enumerate(stage_modules(model, bounds)):
+        if sched.rank_of(s) == rank:
+            names[s] = param_names(model, mod)
+            mods[s] = mod.to(device)
+    return RankStages(sched, bounds, mods, names)
 
 
 def build_model(job: PipelineJob, device: torch.device | str = "cpu") -> core.GPT:

@@ -40,13 +40,12 @@ from helpers.pipeline.job import (
     PipelineJob,
     RankResult,
     autocast_dtype,
-    build_model,
     checkpoint_policy,
     make_lr_scheduler,
     make_optimizer,
+    rank_stages,
 )
 from helpers.pipeline.schedules import BACKWARD, FORWARD, PipelineSchedule
-from helpers.pipeline.split import param_names, stage_modules
 
 Channel = tuple[int, int, str]  # (source rank, destination rank, "act" | "grad")
 
@@ -225,19 +224,12 @@ class RankExecutor:
 
     def __init__(self, ctx: Any, job: PipelineJob) -> None:
         self.ctx, self.job = ctx, job
-        self.sched, bounds = job.plan(ctx.world)
+        self.held = rank_stages(job, ctx.world, ctx.rank, ctx.device)
+        self.sched, self.mods = self.held.schedule, self.held.mods
         self.S, self.dev = self.sched.n_stages, ctx.device
-        model = build_model(job)  # each rank builds the model on CPU and keeps only its stages
-        self.mods: dict[int, torch.nn.Module] = {}
-        self.names: dict[int, dict[str, str]] = {}
-        for s, mod in enumerate(stage_modules(model, bounds)):
-            if self.sched.rank_of(s) == ctx.rank:
-                self.names[s] = param_names(model, mod)
-                self.mods[s] = mod.to(self.dev)
-        del model
         policy = checkpoint_policy(job)
         self.layers = {s: apply_checkpointing(list(mod), policy) for s, mod in self.mods.items()}
-        self.params = [p for s in sorted(self.mods) for p in self.mods[s].parameters()]
+        self.params = self.held.parameters()
         self.opt = make_optimizer(job, self.params)
         self.lr_sched = make_lr_scheduler(job, self.opt)
         self.dtype = autocast_dtype(job, self.dev)
@@ -315,7 +307,7 @@ class RankExecutor:
         if st.stash:
             raise RuntimeError(f"rank {ctx.rank}: {len(st.stash)} forwards had no backward")
         if st.keep_logits:
-            self._keep("grads", lambda p: p.grad)
+            res.grads = self.held.copies(lambda p: p.grad)
             if self.S - 1 in self.mods:
                 res.logits = torch.cat([st.logits[i] for i in range(job.n_microbatches)]).cpu()
         ctx.set_action(step, "optimizer step")
@@ -334,20 +326,12 @@ class RankExecutor:
             res.act_bytes = {s: st.meter.per_mb[(0, s)] for s in self.mods}
             res.act_peak, res.rank_act_peak = dict(st.meter.peak), st.meter.peak_total
 
-    def _keep(self, what: str, get: Any) -> None:
-        """Copy gradients or parameters to CPU under the full model's names."""
-        target = getattr(self.result, what)
-        for s, mod in self.mods.items():
-            for local, p in mod.named_parameters():
-                target[self.names[s][local]] = get(p).detach().cpu().clone()
-
-
 def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
     """Run ``job`` on this rank with the course's executor; return this rank's results."""
     ex = RankExecutor(ctx, job)
     for step, (x, y) in enumerate(job.batches):
         ex.step(step, x, y)
     if job.return_state:
-        ex._keep("params", lambda p: p)
+        ex.result.params = ex.held.copies(lambda p: p)
     ctx.set_action(len(job.batches), "done")
     return ex.result

@@ -146,19 +146,10 @@ def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2
         n = len(acts)
         while i < n:
             a = acts[i]
-            blocked = None
-            for dep in dependencies(a, S):  # the schedule's own rule, nothing re-derived here
-                d = done.get(dep)
-                if d is None:
-                    blocked = dep
-                    break
-                if dep.stage != a.stage and p > 1:  # neighbouring stages sit on different ranks
-                    d += comm
-                if d > t:
-                    t = d
-            if blocked is not None:
-                dep = blocked
+            start, dep = _earliest_start(a, t, done, S, comm if p > 1 else 0.0)
+            if start is None:
                 break
+            t = start
             if a.kind == FORWARD:
                 cost = fcost[a.stage] if f_table else fcost(a.stage, a.mb)  # type: ignore[index,operator]
             else:
@@ -174,11 +165,29 @@ def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2
         pos[r], free[r] = i, t
         if i < n:
             waiting.setdefault(dep, []).append(r)
-    stuck = [(r, schedule.ranks[r][pos[r]]) for r in range(p) if pos[r] < len(schedule.ranks[r])]
+    _raise_if_stuck(schedule, pos)
+    return Timeline(schedule, starts, ends)
+
+
+def _earliest_start(a: Action, t: float, done: dict[Action, float], n_stages: int, comm: float
+                    ) -> tuple[float | None, Action | None]:
+    """When ``a`` can start on a rank free at ``t``: (time, None), or (None, the dependency it
+    waits for). A dependency on another stage sits on another rank and arrives ``comm`` later."""
+    for dep in dependencies(a, n_stages):  # the schedule's own rule, nothing re-derived here
+        d = done.get(dep)
+        if d is None:
+            return None, dep
+        if dep.stage != a.stage:
+            d += comm
+        t = max(t, d)
+    return t, None
+
+
+def _raise_if_stuck(schedule: PipelineSchedule, pos: list[int]) -> None:
+    stuck = [(r, schedule.ranks[r][pos[r]]) for r in range(schedule.p) if pos[r] < len(schedule.ranks[r])]
     if stuck:
         detail = "; ".join(f"rank {r} waits at {a}" for r, a in stuck[:4])
         raise ScheduleError(f"schedule {schedule.name!r} deadlocks: {detail}")
-    return Timeline(schedule, starts, ends)
 
 
 def validate(schedule: PipelineSchedule) -> PipelineSchedule:

@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from helpers.core import lm_loss
 from helpers.core.step import finish_step
-from helpers.pipeline.job import PipelineJob, RankResult, build_model, make_optimizer
-from helpers.pipeline.split import CoreStage, param_names, stage_modules
+from helpers.pipeline.job import PipelineJob, RankResult, make_optimizer, rank_stages
+from helpers.pipeline.split import CoreStage
 
 TORCH_SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
                    "interleaved": "ScheduleInterleaved1F1B"}
@@ -41,18 +41,11 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         PipelineStage,  # torch's pipelining, only for executor='torch'
     )
 
-    sched, bounds = job.plan(ctx.world)
-    rank, S, dev = ctx.rank, sched.n_stages, ctx.device
-    model = build_model(job)
-    mods, names = {}, {}
-    for s, mod in enumerate(stage_modules(model, bounds)):
-        if sched.rank_of(s) == rank:
-            names[s] = param_names(model, mod)
-            mods[s] = mod.to(dev)
-    del model
+    held = rank_stages(job, ctx.world, ctx.rank, ctx.device)
+    rank, S, dev, mods = ctx.rank, held.schedule.n_stages, ctx.device, held.mods
     stages = [PipelineStage(CoreStage(mods[s]), s, S, dev) for s in sorted(mods)]
     schedule = make_torch_schedule(job.schedule, stages, job.n_microbatches)
-    opt = make_optimizer(job, [p for s in sorted(mods) for p in mods[s].parameters()])
+    opt = make_optimizer(job, held.parameters())
     result = RankResult(rank=rank, stages=sorted(mods), backend=ctx.backend, device=str(dev))
     has_first, has_last = 0 in mods, S - 1 in mods
     for step, (x, y) in enumerate(job.batches):
@@ -67,9 +60,7 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         target = y.to(dev) if has_last else None
         out = schedule.step(*args, target=target, losses=losses if has_last else None)
         if step == 0 and job.return_state:
-            for s, mod in mods.items():
-                for local, p in mod.named_parameters():
-                    result.grads[names[s][local]] = p.grad.detach().cpu().clone()
+            result.grads = held.copies(lambda p: p.grad)
             if has_last:
                 result.logits = out.detach().cpu().clone()
         ctx.set_action(step, "optimizer step")
@@ -82,8 +73,6 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         if has_last:
             result.losses.append(float(torch.stack([t.detach() for t in losses]).mean()))
     if job.return_state:
-        for s, mod in mods.items():
-            for local, p in mod.named_parameters():
-                result.params[names[s][local]] = p.detach().cpu().clone()
+        result.params = held.copies(lambda p: p)
     ctx.set_action(len(job.batches), "done")
     return result

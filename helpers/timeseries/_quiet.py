@@ -39,7 +39,7 @@ _PATCH_FLAG = "_helpers_restores_filters"
 class _DropBelowWarning(logging.Filter):
     """Drop records below WARNING (a level set later by the library cannot undo a filter)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:  # noqa: A003 - logging API name
+    def filter(self, record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
 
@@ -53,12 +53,12 @@ def _patch_sktime_filter_reset() -> bool:
     if cls is None or getattr(cls, _PATCH_FLAG, False):
         return cls is not None
 
-    def __enter__(self):  # noqa: ANN001, ANN204, N807
+    def __enter__(self) -> None:  # noqa: ANN001
         self._helpers_catcher = warnings.catch_warnings()
         self._helpers_catcher.__enter__()
         warnings.filterwarnings("ignore", category=self.warning_type, message=self.message_pattern)
 
-    def __exit__(self, exc_type, exc_val, exc_tb):  # noqa: ANN001, ANN204, N807
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:  # noqa: ANN001
         self._helpers_catcher.__exit__(exc_type, exc_val, exc_tb)
 
     cls.__enter__ = __enter__

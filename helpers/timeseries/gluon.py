@@ -113,7 +113,7 @@ class GluonTSForecaster(BaseForecaster):
         lr: float = 1e-3,
         log: bool = True,
         random_state: int | None = None,
-    ):
+    ) -> None:
         self.model = model
         self.context_length = context_length
         self.epochs = epochs

@@ -48,7 +48,7 @@ class StateSpaceModel:
     def k(self) -> int:
         return self.transition.shape[0]
 
-    def Q(self, variances: np.ndarray) -> np.ndarray:  # noqa: N802 - standard notation
+    def Q(self, variances: np.ndarray) -> np.ndarray:
         q = np.zeros((self.k, self.k))
         q[self.noisy, self.noisy] = np.asarray(variances, dtype=float)
         return q
@@ -176,7 +176,7 @@ def fit_em(
     a, h = model.transition, model.observation
     b, d = np.zeros(k), np.zeros(1)
 
-    def e_step(q: np.ndarray, r: float):
+    def e_step(q: np.ndarray, r: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         qm, rm = model.Q(q), np.array([[r]])
         pred_m, pred_c, _, filt_m, filt_c = pk._filter(a, h, qm, rm, b, d, x0, p0, z)
         ll = gaussian_loglik(model, r, z, pred_m, pred_c)
@@ -251,7 +251,7 @@ class StructuralKalmanForecaster(BaseForecaster):
         "capability:missing_values": True,
     }
 
-    def __init__(self, sp: int = 12, trend: str = "local linear", log: bool = True, n_iter: int = 50):
+    def __init__(self, sp: int = 12, trend: str = "local linear", log: bool = True, n_iter: int = 50) -> None:
         self.sp = sp
         self.trend = trend
         self.log = log

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from helpers import memory
 from helpers.lessons.capstone.ledgers import stage_bounds
@@ -45,7 +46,7 @@ def speed_rows(runs: Mapping[str, CurveRun]) -> list[dict[str, object]]:
 
 # --------------------------------------------------------------------------- pictures
 def plot_curves(runs: Mapping[str, CurveRun], reference: str = "plain", tol: float | None = None,
-                figsize: tuple[float, float] = (10.0, 3.4)):  # noqa: ANN201 - matplotlib Figure
+                figsize: tuple[float, float] = (10.0, 3.4)) -> Figure:
     """Left: every combination's training loss. Right: its difference from the reference."""
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=figsize)
     ref = runs[reference].losses
@@ -77,7 +78,7 @@ LEDGER_KINDS = (("parameters", "parameters"), ("gradients", "gradients"),
 
 
 def plot_ledgers(ledgers: Mapping[str, Sequence[memory.Ledger]],
-                 figsize: tuple[float, float] = (8.0, 3.4)):  # noqa: ANN201 - matplotlib Figure
+                 figsize: tuple[float, float] = (8.0, 3.4)) -> Figure:
     """Stacked bars: what each process holds, per combination."""
     labels, parts = [], {k: [] for k, _ in LEDGER_KINDS}
     for name, leds in ledgers.items():

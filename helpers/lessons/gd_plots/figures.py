@@ -64,7 +64,8 @@ def curvature(problem: gd.Problem) -> float:
 
 # --------------------------------------------------------------------- contours
 @cache
-def _grid(problem: gd.Problem, extent: tuple[float, float, float, float], n: int = 90):
+def _grid(problem: gd.Problem, extent: tuple[float, float, float, float], n: int = 90
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs = np.linspace(extent[0], extent[1], n)
     ys = np.linspace(extent[2], extent[3], n)
     X, Y = np.meshgrid(xs, ys)
