@@ -196,7 +196,7 @@ def time_steps(
     return Timings(samples)
 
 
-def compare(
+def compare_policies(
     model: GPT, x: torch.Tensor, y: torch.Tensor, policies: Sequence[Policy | str], repeats: int = 3,
     autocast_dtype: torch.dtype | None = None,
 ) -> list[dict[str, object]]:
@@ -356,7 +356,7 @@ def max_grad_difference(a: nn.Module, b: nn.Module) -> float:
 
 __all__ = [
     "IMPLS", "POLICIES", "SAVE_OPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
-    "StepMemory", "Timings", "as_policy", "checkpoint", "compare", "draw_schedule", "fit_power_law", "gpt_forward",
+    "StepMemory", "Timings", "as_policy", "checkpoint", "compare_policies", "draw_schedule", "fit_power_law", "gpt_forward",
     "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "run_blocks", "schedule",
     "selective_context", "sqrt_segments", "time_steps", "train_step",
 ]

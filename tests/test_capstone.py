@@ -88,8 +88,8 @@ def test_single_process_combinations(task):
     assert 0 < agree["control"].max_abs < 0.05 and "rounded to bfloat16" in ctl.combo.label
     assert len(plain.step_times) == 8 and plain.step_s > 0 and plain.tokens_per_s > 0
     final = plain.model(spec.model)
-    assert core.evaluate(final, task, batches=1) == pytest.approx(
-        core.evaluate(_trained(spec, task), task, batches=1))
+    assert core.val_loss(final, task, batches=1) == pytest.approx(
+        core.val_loss(_trained(spec, task), task, batches=1))
 
 
 def _trained(spec, task):

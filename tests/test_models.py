@@ -44,9 +44,9 @@ def test_causality(task):
 def test_model_learns_the_task(task):
     torch.manual_seed(0)
     m = core.GPT(task.config(n_layer=2, block_size=32))
-    before = core.evaluate(m, task, batches=2)
+    before = core.val_loss(m, task, batches=2)
     core.train(m, task, steps=60, batch_size=16)
-    after = core.evaluate(m, task, batches=2)
+    after = core.val_loss(m, task, batches=2)
     assert after < 0.75 * before
 
 

@@ -197,10 +197,18 @@ def test_structural_forecaster_sktime_contract():
     assert np.allclose(q.iloc[:, 1], pred)  # log model: the median is the point forecast
     with pytest.raises(ValueError, match="strictly positive"):
         ts.StructuralKalmanForecaster(sp=12, n_iter=2).fit(y - 200)
-    with pytest.raises(ValueError, match="n_iter=0"):
-        ts.StructuralKalmanForecaster(n_iter=0)
+    with pytest.raises(ValueError, match="n_iter=0"):  # sktime: parameters are checked in fit
+        ts.StructuralKalmanForecaster(n_iter=0).fit(y)
     with pytest.raises(ValueError, match="sp=1"):
-        ts.StructuralKalmanForecaster(sp=1)
+        ts.StructuralKalmanForecaster(sp=1).fit(y)
+
+
+@pytest.mark.timeout(600)
+def test_structural_forecaster_passes_sktime_check_estimator():
+    from sktime.utils.estimator_checks import check_estimator
+
+    results = check_estimator(ts.StructuralKalmanForecaster, raise_exceptions=True)
+    assert results and all(v == "PASSED" for v in results.values())
 
 
 # --------------------------------------------------------------------------- GluonTS
@@ -254,12 +262,14 @@ def test_gluonts_forecaster_is_reproducible_and_quiet(tmp_path, monkeypatch):
 
 
 def test_gluonts_forecaster_bad_input():
-    with pytest.raises(ValueError, match="model='lstm'"):
-        ts.GluonTSForecaster(model="lstm")
+    y = ts.airline().iloc[:40]
+    with pytest.raises(ValueError, match="model='lstm'"):  # sktime: parameters are checked in fit
+        ts.GluonTSForecaster(model="lstm").fit(y, fh=[1])
     with pytest.raises(ValueError, match="epochs=0"):
-        ts.GluonTSForecaster(epochs=0)
-    with pytest.raises(TypeError, match="PeriodIndex or a DatetimeIndex"):
-        ts.GluonTSForecaster(epochs=1).fit(pd.Series(np.arange(1.0, 40.0)), fh=[1])
+        ts.GluonTSForecaster(epochs=0).fit(y, fh=[1])
+    irregular = pd.Series(np.arange(1.0, 40.0), index=pd.Index(np.arange(39) * 2))
+    with pytest.raises(TypeError, match="PeriodIndex, a DatetimeIndex with a frequency or a consecutive"):
+        ts.GluonTSForecaster(epochs=1).fit(irregular, fh=[1])
 
 
 # --------------------------------------------------------------------------- leaderboard
@@ -346,3 +356,12 @@ def test_prophet_and_cmdstanpy_loggers_are_quiet():
     record = logging.LogRecord("prophet", logging.INFO, __file__, 1, "chatter", None, None)
     assert not all(f.filter(record) for f in prophet.filters)
     assert logging.getLogger("prophet.plot").level == logging.CRITICAL
+
+
+@pytest.mark.timeout(900)
+def test_gluonts_forecaster_passes_sktime_check_estimator(tmp_path, monkeypatch):
+    from sktime.utils.estimator_checks import check_estimator
+
+    monkeypatch.chdir(tmp_path)  # Lightning must not write here (nor anywhere persistent)
+    results = check_estimator(ts.GluonTSForecaster, raise_exceptions=True)
+    assert results and all(v == "PASSED" for v in results.values())

@@ -6,7 +6,7 @@ schedules, the checkpointing transformation, and the one training step.
 - ``lr``         : ``LRSchedule`` (and ``.to_torch(optimizer, steps)``)
 - ``checkpoint`` : ``Policy`` and ``apply_checkpointing`` (blocks recomputed in backward)
 - ``step``       : ``train_step`` = ``forward_backward`` + ``finish_step``, ``StepConfig``
-- ``loop``       : ``train`` and ``evaluate``, the visible training loop
+- ``loop``       : ``train`` and ``val_loss``, the visible training loop
 - ``device``     : the device to use (``COURSE_DEVICE``)
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from helpers.core.checkpoint import POLICIES, Policy, apply_checkpointing, as_policy
 from helpers.core.device import course_device
-from helpers.core.loop import evaluate, train
+from helpers.core.loop import train, val_loss
 from helpers.core.lr import LR_SCHEDULES, LRSchedule, as_lr_schedule
 from helpers.core.model import GPT, Block, GPTConfig, lm_loss
 from helpers.core.step import (
@@ -32,6 +32,6 @@ from helpers.core.task import CharTask, CharTokenizer, char_task
 __all__ = [
     "GPT", "LR_SCHEDULES", "POLICIES", "Block", "CharTask", "CharTokenizer", "GPTConfig", "LRSchedule", "Policy",
     "StepConfig", "StepStats", "apply_checkpointing", "as_lr_schedule", "as_policy", "autocast", "char_task",
-    "clip_grad_norm", "course_device", "evaluate", "finish_step", "forward_backward", "lm_loss", "microbatches",
-    "train", "train_step",
+    "clip_grad_norm", "course_device", "finish_step", "forward_backward", "lm_loss", "microbatches",
+    "train", "train_step", "val_loss",
 ]

@@ -36,7 +36,7 @@ def train(
 
 
 @torch.no_grad()
-def evaluate(
+def val_loss(
     model: GPT, task: CharTask, batches: int = 8, batch_size: int = 32, seed: int | None = None,
     device: str = "cpu", autocast_dtype: torch.dtype | None = None,
 ) -> float:

@@ -20,11 +20,11 @@ from helpers.pipeline.reference import (
     Equivalence,
     Reference,
     check_equivalence,
-    compare,
+    max_differences,
     reference_run,
 )
 
 __all__ = [
     "EXECUTORS", "EXECUTOR_NAMES", "Equivalence", "Fault", "PipelineJob", "PipelineRun", "RankResult", "Reference",
-    "check_equivalence", "compare", "make_job", "reference_run", "run", "run_jobs_on_rank", "torch_threads", "with_",
+    "check_equivalence", "make_job", "max_differences", "reference_run", "run", "run_jobs_on_rank", "torch_threads", "with_",
 ]

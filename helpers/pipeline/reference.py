@@ -62,7 +62,7 @@ def _reference_run(job: PipelineJob, microbatched: bool) -> Reference:
     return Reference(losses, logits, grads, params)  # type: ignore[arg-type]
 
 
-def compare(run: PipelineRun | Reference, ref: PipelineRun | Reference) -> dict[str, float]:
+def max_differences(run: PipelineRun | Reference, ref: PipelineRun | Reference) -> dict[str, float]:
     """Largest absolute differences between two runs (pipeline or reference): logits and
     every parameter's gradient at step 0, the loss at every step, every parameter at the end."""
     if set(run.grads) != set(ref.grads) or set(run.params) != set(ref.params):
@@ -122,5 +122,5 @@ def check_equivalence(run: PipelineRun, atol: float = 1e-5, factor: float = 4.0)
         raise ValueError(f"equivalence needs dropout=0, got {run.job.config.dropout}: with dropout "
                          "each micro-batch draws its own random masks")
     full = reference_run(run.job)
-    floor = compare(reference_run(run.job, microbatched=True), full)
-    return Equivalence(compare(run, full), floor, atol, factor)
+    floor = max_differences(reference_run(run.job, microbatched=True), full)
+    return Equivalence(max_differences(run, full), floor, atol, factor)

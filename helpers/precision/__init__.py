@@ -24,9 +24,9 @@ from helpers.precision.amp import (
     autocast_supported,
     build_gpt,
     choose_amp,
-    evaluate,
     tf32_matmuls,
     train_gpt,
+    val_loss_in,
 )
 from helpers.precision.formats import (
     DEVICES,
@@ -99,7 +99,7 @@ __all__ = [
     "build_gpt",
     "check_device",
     "choose_amp",
-    "evaluate",
+    "val_loss_in",
     "float_formats",
     "flushed_to_zero",
     "format_info",

@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 
 from helpers import seeds
-from helpers.core import GPT, StepConfig, StepStats, train_step
-from helpers.core import evaluate as evaluate_gpt
+from helpers.core import GPT, StepConfig, StepStats, train_step, val_loss
 from helpers.precision.formats import DTYPE_NAMES, PRECISIONS, check_device, short_name
 from helpers.precision.scaler import LossScaler, make_scaler
 
@@ -155,11 +154,11 @@ def build_gpt(cfg, seed: int | None = None, device: str = "cpu", amp: AmpConfig 
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, task, amp: AmpConfig, batches: int = 4, batch_size: int = 32,  # noqa: ANN001
+def val_loss_in(model: nn.Module, task, amp: AmpConfig, batches: int = 4, batch_size: int = 32,  # noqa: ANN001
              seed: int | None = None) -> float:
     """Mean validation loss over fixed batches, in the run's precision, on its device."""
     seed = seeds.resolve(seed, 1)
-    return evaluate_gpt(model, task, batches=batches, batch_size=batch_size, seed=seed,
+    return val_loss(model, task, batches=batches, batch_size=batch_size, seed=seed,
                         device=amp.device, autocast_dtype=amp.autocast_dtype)
 
 
@@ -203,6 +202,6 @@ def train_gpt(
         run.skipped.append(stats.skipped)
         run.scales.append(stats.scale)
     run.seconds = time.perf_counter() - t0
-    run.val_loss = evaluate(model, task, amp)
+    run.val_loss = val_loss_in(model, task, amp)
     run.model = model
     return run

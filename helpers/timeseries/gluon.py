@@ -68,12 +68,27 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(np_state)
 
 
+#: an integer index (0, 1, 2, ...) is handed to GluonTS as consecutive periods of this frequency
+INTEGER_FREQ = "D"
+
+
 def _freq(index: pd.Index) -> str:
     if isinstance(index, pd.PeriodIndex):
         return index.freqstr
     if isinstance(index, pd.DatetimeIndex) and index.freqstr:
         return index.to_period().freqstr
-    raise TypeError(f"y needs a PeriodIndex or a DatetimeIndex with a frequency, got {type(index).__name__}")
+    if pd.api.types.is_integer_dtype(index) and (len(index) < 2 or (np.diff(index) == 1).all()):
+        return INTEGER_FREQ
+    raise TypeError("y needs a PeriodIndex, a DatetimeIndex with a frequency or a consecutive integer "
+                    f"index, got {type(index).__name__}")
+
+
+def _start(index: pd.Index) -> pd.Period:
+    if isinstance(index, pd.PeriodIndex):
+        return index[0]
+    if isinstance(index, pd.DatetimeIndex):
+        return index.to_period()[0]
+    return pd.Period("2000-01-01", freq=INTEGER_FREQ)  # any origin: GluonTS needs one
 
 
 class GluonTSForecaster(BaseForecaster):
@@ -87,6 +102,13 @@ class GluonTSForecaster(BaseForecaster):
     hidden : width of the hidden layers.
     log : train on ``log(y)`` and transform forecasts back (quantiles map exactly).
     random_state : seed for sampling windows, weights and forecast samples (None: from COURSE_SEED).
+
+    Examples
+    --------
+    >>> from helpers.timeseries import GluonTSForecaster, airline
+    >>> y = airline()
+    >>> forecaster = GluonTSForecaster(epochs=1, num_batches_per_epoch=2).fit(y, fh=[1, 2, 3])
+    >>> y_pred = forecaster.predict()
     """
 
     _tags = {
@@ -124,8 +146,11 @@ class GluonTSForecaster(BaseForecaster):
         self.log = log
         self.random_state = random_state
         super().__init__()
-        if model not in MODELS:
-            raise ValueError(f"model={model!r}: allowed values are {MODELS}")
+
+    def _check_params(self) -> None:
+        """sktime's contract: ``__init__`` only stores the parameters; ``_fit`` checks them."""
+        if self.model not in MODELS:
+            raise ValueError(f"model={self.model!r}: allowed values are {MODELS}")
         for name in ("epochs", "num_batches_per_epoch", "batch_size", "hidden"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -151,9 +176,7 @@ class GluonTSForecaster(BaseForecaster):
         return DeepAREstimator(freq=freq, hidden_size=self.hidden, num_layers=2, dropout_rate=0.1, **common)
 
     def _dataset(self, y: pd.Series):  # noqa: ANN202
-        from gluonts.dataset.common import (
-            ListDataset,  # heavy: GluonTS and lightning load on first use
-        )
+        from gluonts.dataset.common import ListDataset  # heavy: GluonTS loads on first use
 
         freq = _freq(y.index)  # raises for an index without a frequency
         x = y.to_numpy(dtype=float)
@@ -161,26 +184,26 @@ class GluonTSForecaster(BaseForecaster):
             if np.nanmin(x) <= 0:
                 raise ValueError("log=True needs a strictly positive series")
             x = np.log(x)
-        start = y.index[0] if isinstance(y.index, pd.PeriodIndex) else y.index.to_period()[0]
-        return ListDataset([{"start": start, "target": x}], freq=freq)
+        return ListDataset([{"start": _start(y.index), "target": x}], freq=freq)
 
     def _fit(self, y, X=None, fh=None):  # noqa: ANN001, ANN202 - sktime signature
+        self._check_params()
         steps = np.asarray(fh.to_relative(self.cutoff), dtype=int)
         if steps.min() < 1:
             raise ValueError(f"fh must be strictly in the future; got relative steps {steps.tolist()}")
-        self._prediction_length = int(steps.max())
-        self._train = self._dataset(y)
+        self.prediction_length_ = int(steps.max())
+        self.train_data_ = self._dataset(y)
         with lightning_sandbox() as trainer_kwargs, seeded(seeds.resolve(self.random_state, 0)):
-            estimator = self._estimator(self._prediction_length, _freq(y.index), trainer_kwargs)
-            self.predictor_ = estimator.train(self._train)
-            self.forecast_ = next(iter(self.predictor_.predict(self._train)))
+            estimator = self._estimator(self.prediction_length_, _freq(y.index), trainer_kwargs)
+            self.predictor_ = estimator.train(self.train_data_)
+            self.forecast_ = next(iter(self.predictor_.predict(self.train_data_)))
         return self
 
     def _steps(self, fh) -> tuple[np.ndarray, pd.Index]:  # noqa: ANN001
         steps = np.asarray(fh.to_relative(self.cutoff), dtype=int)
-        if steps.min() < 1 or steps.max() > self._prediction_length:
+        if steps.min() < 1 or steps.max() > self.prediction_length_:
             raise ValueError(
-                f"fh steps {steps.tolist()} outside 1..{self._prediction_length} (the horizon given to fit)"
+                f"fh steps {steps.tolist()} outside 1..{self.prediction_length_} (the horizon given to fit)"
             )
         return steps - 1, fh.to_absolute(self.cutoff).to_pandas()
 
@@ -200,4 +223,6 @@ class GluonTSForecaster(BaseForecaster):
 
     @classmethod
     def get_test_params(cls, parameter_set: str = "default") -> list[dict]:
-        return [{"epochs": 1, "num_batches_per_epoch": 2, "hidden": 4}]
+        return [{"epochs": 1, "num_batches_per_epoch": 2, "hidden": 4, "log": False},
+                {"model": "deepar", "epochs": 1, "num_batches_per_epoch": 1, "hidden": 4, "log": False,
+                 "random_state": 1}]
