@@ -1,22 +1,24 @@
-"""helpers: the real code behind the course notebooks.
+"""helpers: the real code behind the course notebooks, in three layers (imports only go down).
 
-Modules map to lessons:
+Base (no course imports):
 
-- ``startup``      : one call at the top of every notebook (seeds, threads, style, noise, device)
-- ``noise``        : precise filters for known third-party warnings and log lines
-- ``data``         : checksum-verified loaders for the files in ``data/``
-- ``plots``        : the course plot style and small plotting helpers
-- ``checks``       : answer checking for "check yourself" exercises
+- ``seeds``, ``validate``, ``data``, ``noise``, ``plots``, ``checks``, ``environment``
+
+Core (``helpers.core``): the course transformer and its task, learning-rate schedules, the
+checkpointing transformation and the one training step every technique transforms.
+
+Techniques:
+
 - ``gd``           : gradient descent, SGD, mini-batch GD, momentum, Adam, schedules (01-02)
-- ``gd_plots``     : figures and widgets for lessons 01-02 (pure settings -> runs -> figure)
-- ``models``       : the course's small GPT-style transformer and its training task (03-05, 08)
+- ``precision``    : number formats, autocast op by op, loss scaling, AMP training (03)
+- ``checkpointing``: what gradient checkpointing saves and costs, measured (04)
 - ``memory``       : exact memory accounting: saved activations, parameters, grads, optimiser state
-- ``precision``    : number formats, loss scaling, AMP training steps (03)
-- ``checkpointing``: gradient checkpointing from scratch and via torch (04)
 - ``pipeline``     : pipeline parallelism: split, schedules, simulator, executors, launchers (05)
 - ``training``     : resumable training of the course transformer (08)
-- ``capstone``     : lesson 08 glue: the five combinations, their ledgers, tolerances, decision guide
-- ``timeseries``   : forecasting helpers around statsmodels, pykalman, sktime, Prophet, GluonTS (06-07)
+- ``timeseries``   : forecasting around statsmodels, pykalman, sktime, Prophet, GluonTS (06-07)
+
+Lessons (``helpers.lessons``): figures and widgets of 01-02, the capstone's runs, ledgers and
+guide (08), progress bars; and ``startup``, the one call at the top of every notebook.
 
 Import submodules explicitly (``from helpers import gd``); this package imports nothing heavy.
 """

@@ -21,7 +21,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from helpers import memory
+from helpers import (
+    memory,
+    validate,
+)
 from helpers.core.checkpoint import (
     IMPLS,
     POLICIES,
@@ -180,8 +183,7 @@ def time_steps(
 ) -> Timings:
     """Time zero-argument functions interleaved (A, B, C, A, B, C, ...) so that changing machine
     load affects all alike; ``warmup`` untimed rounds first."""
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    validate.positive_int("repeats", repeats)
     if not step_fns:
         raise ValueError("step_fns must name at least one function")
     for _ in range(warmup):
@@ -206,8 +208,7 @@ def compare_policies(
     policies = [as_policy(p) for p in policies]
     if not policies:
         raise ValueError("policies must name at least one policy")
-    if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 0:
-        raise ValueError(f"repeats must be an int >= 0, got {repeats!r}")
+    validate.integer("repeats", repeats, 0)
     rows: list[dict[str, object]] = []
     for policy in policies:
         m = measure_memory(model, x, y, policy, autocast_dtype)

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from helpers import noise, plots, seeds
+from helpers import (
+    noise,
+    plots,
+    seeds,
+    validate,
+)
 from helpers.core.device import course_device
 from helpers.environment import package_versions
 
@@ -56,8 +61,7 @@ def _env_flag(name: str) -> bool:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    validate.integer("seed", seed, 0)
     import torch  # heavy: `import helpers` stays light; torch loads at setup()
 
     random.seed(seed)
@@ -90,8 +94,7 @@ def setup(
 
     if threads is None:
         threads = int(os.environ.get("COURSE_THREADS", min(os.cpu_count() or 1, 4)))
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    validate.positive_int("threads", threads)
     if quiet:
         noise.quiet_third_party()
     torch.set_num_threads(threads)

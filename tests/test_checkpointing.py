@@ -157,9 +157,9 @@ def test_plans():
     ("make", "exc", "match"),
     [
         (lambda: ck.plan(ck.Policy("segments", k=5), 4), ValueError, r"between 1 and n_blocks=4, got k=5"),
-        (lambda: ck.Policy("segments", k=0), ValueError, r"positive int, got k=0"),
+        (lambda: ck.Policy("segments", k=0), ValueError, r"k must be a positive int, got 0"),
         (lambda: ck.Policy("segments"), ValueError, r"needs k"),
-        (lambda: ck.Policy("every_kth", k=-1), ValueError, r"needs k"),
+        (lambda: ck.Policy("every_kth", k=-1), ValueError, r"k must be a positive int, got -1"),
         (lambda: ck.plan(ck.Policy("every_kth", k=9), 4), ValueError, r"got k=9"),
         (lambda: ck.Policy("every", k=2), ValueError, r"takes no k"),
         (lambda: ck.Policy("sometimes"), ValueError, r"policy name must be one of .*'sometimes'"),

@@ -179,8 +179,9 @@ class Policy:
     def __post_init__(self) -> None:
         validate.choice("policy name", self.name, POLICIES)
         if self.name in ("every_kth", "segments"):
-            if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
-                raise ValueError(f"policy {self.name!r} needs k, a positive int, got k={self.k!r}")
+            if self.k is None:
+                raise ValueError(f"policy {self.name!r} needs k, a positive int, got k=None")
+            validate.positive_int(f"policy {self.name!r}: k", self.k)
         elif self.k is not None:
             raise ValueError(f"policy {self.name!r} takes no k (only 'every_kth' and 'segments' do), got k={self.k!r}")
         if self.impl is None:

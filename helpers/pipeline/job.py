@@ -126,8 +126,7 @@ class PipelineJob:
 
     def plan(self, world: int) -> tuple[PipelineSchedule, list[tuple[int, int]]]:
         """The schedule and the stage bounds for ``world`` ranks; raises if they don't fit."""
-        if isinstance(world, bool) or not isinstance(world, int) or world < 1:
-            raise ValueError(f"world size must be a positive int, got {world!r}")
+        validate.positive_int("world size", world)
         n_stages = world * self.n_chunks
         if self.bounds is not None and len(self.bounds) != n_stages:
             raise ValueError(

@@ -15,7 +15,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from helpers import seeds
+from helpers import (
+    seeds,
+    validate,
+)
 from helpers.core import GPT, StepConfig, StepStats, train_step, val_loss
 from helpers.precision.formats import DTYPE_NAMES, PRECISIONS, check_device, short_name
 from helpers.precision.scaler import LossScaler, make_scaler
@@ -185,8 +188,7 @@ def train_gpt(
     taken, e.g. to inject an overflow."""
     seed = seeds.resolve(seed, 0)
     amp = choose_amp(device, precision)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    validate.positive_int("steps", steps)
     model = build_gpt(cfg, seed, device, amp)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sc = make_scaler(scaler, device, **(scaler_kwargs or {})) if amp.use_scaler else None

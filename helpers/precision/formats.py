@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers import validate
+
 # ----------------------------------------------------------------------------- names and dtypes
 #: accepted names for the three training dtypes
 DTYPE_NAMES: dict[str, torch.dtype] = {
@@ -205,8 +207,7 @@ def repeated_add(w0: float, delta: float, steps: int, dtype: torch.dtype) -> flo
 
     The master-weight lesson: in bf16/fp16 an update smaller than half an ulp of ``w`` is rounded
     away every time, so the weight never moves; an fp32 copy accumulates it."""
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    validate.integer("steps", steps, 0)
     w = torch.tensor(w0, dtype=dtype)
     d = torch.tensor(delta, dtype=torch.float32)
     for _ in range(steps):

@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from helpers import validate
 from helpers.precision.formats import check_device
 
 
@@ -45,15 +46,12 @@ class LossScaler:
 
     def __init__(self, init_scale: float = 2.0**16, growth_factor: float = 2.0,
                  backoff_factor: float = 0.5, growth_interval: int = 2000, enabled: bool = True) -> None:
-        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)) \
-                or not math.isfinite(init_scale) or init_scale <= 0:
-            raise ValueError(f"init_scale must be a finite number > 0, got {init_scale!r}")
+        validate.positive_finite("init_scale", init_scale)
         if not isinstance(growth_factor, (int, float)) or not growth_factor > 1.0:
             raise ValueError(f"growth_factor must be > 1.0, got {growth_factor!r}")
         if not isinstance(backoff_factor, (int, float)) or not 0.0 < backoff_factor < 1.0:
             raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor!r}")
-        if isinstance(growth_interval, bool) or not isinstance(growth_interval, int) or growth_interval < 1:
-            raise ValueError(f"growth_interval must be a positive int, got {growth_interval!r}")
+        validate.positive_int("growth_interval", growth_interval)
         self.enabled = bool(enabled)
         self.growth_factor = float(growth_factor)
         self.backoff_factor = float(backoff_factor)

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers import seeds
+from helpers import (
+    seeds,
+    validate,
+)
 from helpers.core import StepStats
 from helpers.memory import MiB, cuda_peak_bytes
 from helpers.precision.amp import amp_step, build_gpt, choose_amp
@@ -30,8 +33,7 @@ def matmul_times(n: int = 256, dtypes: Sequence[str] = ("fp32", "bf16", "fp16"),
     products, the dtypes interleaved within each round so machine noise hits all alike."""
     seed = seeds.resolve(seed, 0)
     check_device(device)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    validate.positive_int("n", n)
     g = torch.Generator().manual_seed(seed)
     a = torch.randn(n, n, generator=g).to(device)
     b = torch.randn(n, n, generator=g).to(device)

@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 from sktime.forecasting.base import BaseForecaster
 
-from helpers import seeds
+from helpers import (
+    seeds,
+    validate,
+)
 
 __all__ = ["GluonTSForecaster", "lightning_sandbox", "seeded"]
 
@@ -33,8 +36,7 @@ def lightning_sandbox(threads: int = 1) -> Iterator[dict]:
     """Yield Lightning ``trainer_kwargs`` for a quiet CPU run in a temporary directory."""
     import torch  # heavy: torch loads with GluonTS, on first use
 
-    if not isinstance(threads, int) or threads < 1:
-        raise ValueError(f"threads={threads!r}: must be a positive int")
+    validate.positive_int("threads", threads)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -152,9 +154,7 @@ class GluonTSForecaster(BaseForecaster):
         if self.model not in MODELS:
             raise ValueError(f"model={self.model!r}: allowed values are {MODELS}")
         for name in ("epochs", "num_batches_per_epoch", "batch_size", "hidden"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be a positive int")
+            validate.positive_int(name, getattr(self, name))
 
     def _estimator(self, prediction_length: int, freq: str, trainer_kwargs: dict):  # noqa: ANN202
         from gluonts.torch import (  # heavy: GluonTS and lightning load on first use

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from sktime.forecasting.base import BaseForecaster
 
+from helpers import validate
+
 __all__ = [
     "EMResult",
     "StateSpaceModel",
@@ -70,8 +72,7 @@ def structural(sp: int, trend: str = "local linear") -> StateSpaceModel:
 
     Seasonal states ``s[t], s[t-1], ..., s[t-sp+2]``; ``s[t+1] = -(s[t] + ... + s[t-sp+2]) + w``.
     """
-    if not isinstance(sp, int) or isinstance(sp, bool) or sp < 2:
-        raise ValueError(f"sp={sp!r}: must be an int >= 2 (the seasonal period)")
+    validate.integer("sp (the seasonal period)", sp, 2)
     if trend not in ("local level", "local linear"):
         raise ValueError(f"trend={trend!r}: allowed values are 'local level' and 'local linear'")
     base = local_level() if trend == "local level" else local_linear_trend()
@@ -161,8 +162,7 @@ def fit_em(
     """
     from pykalman import standard as pk  # heavy: pykalman loads on first use
 
-    if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 0:
-        raise ValueError(f"n_iter={n_iter!r}: must be a non-negative int")
+    validate.integer("n_iter", n_iter, 0)
     z = _observations(y)
     k, m = model.k, len(model.noisy)
     start = float(np.nanvar(np.diff(np.asarray(y, dtype=float).ravel()))) / 10 or 1.0
@@ -214,8 +214,7 @@ def to_pykalman(result: EMResult):  # noqa: ANN201 - pykalman.KalmanFilter
 
 def forecast(result: EMResult, y: np.ndarray | pd.Series, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of ``y[T+1..T+steps]`` given ``y[0..T]``: filter, then iterate the model."""
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r}: must be a positive int")
+    validate.positive_int("steps", steps)
     filt_m, filt_c = to_pykalman(result).filter(_observations(y))
     a, h, q, r = result.model.transition, result.model.observation, result.model.Q(result.state_variances), result.observation_variance
     x, p = filt_m[-1], filt_c[-1]
@@ -275,8 +274,7 @@ class StructuralKalmanForecaster(BaseForecaster):
 
     def _fit(self, y, X=None, fh=None):  # noqa: ANN001, ANN202 - sktime signature
         # sktime's contract: __init__ only stores the parameters; they are checked here
-        if isinstance(self.n_iter, bool) or not isinstance(self.n_iter, int) or self.n_iter < 1:
-            raise ValueError(f"n_iter={self.n_iter!r}: must be a positive int")
+        validate.positive_int("n_iter", self.n_iter)
         self.model_ = structural(self.sp, self.trend)
         self.z_train_ = self._z(y)
         self.em_ = fit_em(self.model_, self.z_train_, n_iter=self.n_iter)

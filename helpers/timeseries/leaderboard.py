@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from helpers import validate
 from helpers.timeseries.metrics import interval_coverage, point_metrics, scorers
 
 __all__ = ["Leaderboard", "run_leaderboard"]
@@ -55,8 +56,7 @@ def _check(forecasters: Mapping, y: pd.Series, test_size: int, horizon: int, ini
     if not isinstance(y, pd.Series):
         raise TypeError(f"y must be a pd.Series, got {type(y).__name__}")
     for arg, value in (("test_size", test_size), ("horizon", horizon), ("initial_window", initial_window), ("sp", sp)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{arg}={value!r}: must be a positive int")
+        validate.positive_int(arg, value)
     if test_size + sp >= len(y):
         raise ValueError(f"test_size={test_size} leaves too little training data for sp={sp} (len(y)={len(y)})")
     if initial_window + horizon > len(y):

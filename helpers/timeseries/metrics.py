@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from helpers import validate
+
 __all__ = ["METRIC_NAMES", "interval_coverage", "point_metrics", "scorers"]
 
 #: column names used by :func:`point_metrics`, the leaderboard and the lessons
@@ -25,8 +27,7 @@ def scorers(sp: int = 1, coverage: float | None = 0.9) -> list:
         MeanAbsoluteScaledError,
     )
 
-    if not isinstance(sp, int) or sp < 1:
-        raise ValueError(f"sp={sp!r}: must be a positive int (the seasonal period)")
+    validate.positive_int("sp (the seasonal period)", sp)
     out = [
         MeanAbsoluteScaledError(sp=sp),
         MeanAbsolutePercentageError(symmetric=True),

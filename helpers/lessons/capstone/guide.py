@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from helpers import memory
+from helpers import (
+    memory,
+    validate,
+)
 from helpers.lessons.capstone.ledgers import peak_bytes
 from helpers.lessons.capstone.runs import combination
 
@@ -44,8 +47,7 @@ def recommend(ledgers: Mapping[str, Sequence[memory.Ledger]], device_bytes: int,
         raise ValueError("ledgers must include 'plain' (the reference)")
     if isinstance(device_bytes, bool) or not isinstance(device_bytes, (int, float)) or device_bytes <= 0:
         raise ValueError(f"device_bytes must be a positive number, got {device_bytes!r}")
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
-        raise ValueError(f"devices must be a positive int, got {devices!r}")
+    validate.positive_int("devices", devices)
     needs = {n: peak_bytes(leds) for n, leds in ledgers.items()}
     procs = {n: len(leds) for n, leds in ledgers.items()}
     bound = "compute" if needs["plain"] <= device_bytes else "memory"

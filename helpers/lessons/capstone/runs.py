@@ -12,7 +12,11 @@ from typing import Any
 
 import torch
 
-from helpers import core, training
+from helpers import (
+    core,
+    training,
+    validate,
+)
 from helpers.core import LRSchedule
 from helpers.lessons.progress import progress_bar
 from helpers.pipeline import jobs
@@ -74,10 +78,8 @@ class RunSpec:
             raise TypeError(f"model must be a helpers.core.GPTConfig, got {type(self.model).__name__}")
         if not isinstance(self.train, training.TrainConfig):
             raise TypeError(f"train must be a helpers.training.TrainConfig, got {type(self.train).__name__}")
-        for name in ("stages", "m"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        validate.positive_int("stages", self.stages)
+        validate.positive_int("m", self.m)
         if self.stages > self.model.n_layer + 2:
             raise ValueError(f"stages={self.stages} exceeds the model's {self.model.n_layer + 2} layers "
                              "(embedding + blocks + head)")
