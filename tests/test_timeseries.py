@@ -152,6 +152,28 @@ def test_fit_em_equals_pykalman_em_for_local_level():
     assert res.loglik[-1] == pytest.approx(ts.to_pykalman(res).loglikelihood(y), rel=1e-10)
 
 
+def test_rts_smoother_equals_pykalman_smooth_with_missing_values():
+    from pykalman import KalmanFilter
+
+    from helpers.timeseries import kalman
+
+    y = ts.airline().to_numpy(dtype=float).copy()
+    y[[5, 40]] = np.nan
+    model = ts.structural(12, "local linear")
+    z = kalman._observations(np.log(y))
+    x0, p0 = kalman.default_initial_state(model, np.log(y))
+    q = model.Q(np.full(len(model.noisy), 1e-3))
+    kf = KalmanFilter(transition_matrices=model.transition, observation_matrices=model.observation,
+                      transition_covariance=q, observation_covariance=[[1e-3]],
+                      initial_state_mean=x0, initial_state_covariance=p0)
+    filt_m, filt_c = kf.filter(z)
+    sm_m, sm_c, _ = kalman.rts_smoother(model.transition, filt_m, filt_c,
+                                        *kalman._predicted(model.transition, q, x0, p0, filt_m, filt_c))
+    ref_m, ref_c = kf.smooth(z)
+    assert np.allclose(sm_m, ref_m, rtol=1e-8, atol=1e-10)
+    assert np.allclose(sm_c, ref_c, rtol=1e-6, atol=1e-10)
+
+
 def test_em_is_monotone_handles_missing_and_stops_early():
     rng = np.random.default_rng(1)
     n, sp = 96, 4

@@ -7,11 +7,13 @@ In state-space form ``x[t+1] = A x[t] + w[t]``, ``y[t] = H x[t] + v[t]`` with ``
 
 pykalman's public ``KalmanFilter.em`` re-estimates the *full* ``Q`` (every entry), which for a
 structural model adds noise to deterministic states and can diverge. :func:`fit_em` runs the same
-EM iteration with pykalman's own E-step (filter, RTS smoother, lag-one covariances) and M-step
-formulas, then keeps only the diagonal entries of the noisy states - which is exactly the
-M-step of EM under that constraint (the expected complete-data log-likelihood separates per
-diagonal entry). For a one-state model (the local level) it is identical to ``KalmanFilter.em``;
-the tests check that.
+EM iteration: the E-step is pykalman's public ``KalmanFilter.filter`` followed by the
+Rauch-Tung-Striebel smoother and its lag-one covariances written out here (Shumway & Stoffer,
+*Time Series Analysis and Its Applications*, 4th ed., Property 6.3 and eq. 6.71), and the
+M-step keeps only the diagonal entries of the noisy states - which is exactly the M-step of EM
+under that constraint (the expected complete-data log-likelihood separates per diagonal entry).
+For a one-state model (the local level) it is identical to ``KalmanFilter.em``; the tests check
+that, and that the smoother equals ``KalmanFilter.smooth``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import linalg
 from sktime.forecasting.base import BaseForecaster
 
 from helpers import validate
@@ -145,6 +148,57 @@ def default_initial_state(model: StateSpaceModel, y: np.ndarray | pd.Series, dif
     return x0, np.eye(model.k) * diffuse * scale
 
 
+def _predicted(a: np.ndarray, q: np.ndarray, x0: np.ndarray, p0: np.ndarray, filt_m: np.ndarray,
+               filt_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-step predictions ``a[t|t-1] = A a[t-1|t-1]``, ``P[t|t-1] = A P[t-1|t-1] A' + Q``
+    (``t = 0``: the prior), computed in pykalman's operation order."""
+    pred_m, pred_c = np.empty_like(filt_m), np.empty_like(filt_c)
+    pred_m[0], pred_c[0] = x0, p0
+    for t in range(1, len(filt_m)):
+        pred_m[t] = np.dot(a, filt_m[t - 1])
+        pred_c[t] = np.dot(a, np.dot(filt_c[t - 1], a.T)) + q
+    return pred_m, pred_c
+
+
+def rts_smoother(a: np.ndarray, filt_m: np.ndarray, filt_c: np.ndarray, pred_m: np.ndarray,
+                 pred_c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rauch-Tung-Striebel smoother: means and covariances of ``x[t] | y[0..T-1]`` and the lag-one
+    covariances ``Cov(x[t], x[t-1] | y) = P[t|T] J[t-1]'`` (index ``t``; entry 0 unused), with the
+    gain ``J[t] = P[t|t] A' P[t+1|t]^+`` (Shumway & Stoffer, Property 6.3 and eq. 6.71; the
+    pseudo-inverse, as pykalman, because a diffuse seasonal prior makes ``P[t+1|t]`` near-singular)."""
+    T = len(filt_m)
+    sm_m, sm_c = filt_m.copy(), filt_c.copy()
+    gains = np.zeros_like(filt_c)
+    for t in range(T - 2, -1, -1):
+        g = np.dot(filt_c[t], np.dot(a.T, linalg.pinv(pred_c[t + 1])))
+        sm_m[t] = filt_m[t] + np.dot(g, sm_m[t + 1] - pred_m[t + 1])
+        sm_c[t] = filt_c[t] + np.dot(g, np.dot(sm_c[t + 1] - pred_c[t + 1], g.T))
+        gains[t] = g
+    pair = np.zeros_like(filt_c)
+    for t in range(1, T):
+        pair[t] = np.dot(sm_c[t], gains[t - 1].T)
+    return sm_m, sm_c, pair
+
+
+def _m_step(a: np.ndarray, h: np.ndarray, z: np.ndarray, sm_m: np.ndarray, sm_c: np.ndarray,
+            pair: np.ndarray) -> tuple[np.ndarray, float]:
+    """The unconstrained EM updates (Shumway & Stoffer eq. 6.70-6.72): the full ``Q`` from the
+    smoothed moments, and ``R`` over the observed steps."""
+    T, k = sm_m.shape
+    q = np.zeros((k, k))
+    for t in range(T - 1):
+        err = sm_m[t + 1] - np.dot(a, sm_m[t])
+        cross = np.dot(pair[t + 1], a.T)
+        q += np.outer(err, err) + np.dot(a, np.dot(sm_c[t], a.T)) + sm_c[t + 1] - cross - cross.T
+    r, seen = np.zeros((1, 1)), 0
+    for t in range(T):
+        if not np.any(np.ma.getmask(z[t])):
+            err = z[t] - np.dot(h, sm_m[t])
+            r += np.outer(err, err) + np.dot(h, np.dot(sm_c[t], h.T))
+            seen += 1
+    return (1.0 / (T - 1)) * q, float(((1.0 / seen) * r)[0, 0])
+
+
 def fit_em(
     model: StateSpaceModel,
     y: np.ndarray | pd.Series,
@@ -160,11 +214,11 @@ def fit_em(
     Starting values default to ``var(diff(y)) / 10`` for every variance. Missing values (NaN) are
     skipped by the filter. With ``tol``, stop early once the log-likelihood gains less than ``tol``.
     """
-    from pykalman import standard as pk  # heavy: pykalman loads on first use
+    from pykalman import KalmanFilter  # heavy: pykalman loads on first use
 
     validate.integer("n_iter", n_iter, 0)
     z = _observations(y)
-    k, m = model.k, len(model.noisy)
+    m = len(model.noisy)
     start = float(np.nanvar(np.diff(np.asarray(y, dtype=float).ravel()))) / 10 or 1.0
     q = np.full(m, start) if state_variances is None else np.asarray(state_variances, dtype=float).copy()
     r = start if observation_variance is None else float(observation_variance)
@@ -174,21 +228,20 @@ def fit_em(
     x0 = x0d if initial_state_mean is None else np.asarray(initial_state_mean, dtype=float)
     p0 = p0d if initial_state_covariance is None else np.asarray(initial_state_covariance, dtype=float)
     a, h = model.transition, model.observation
-    b, d = np.zeros(k), np.zeros(1)
-
     def e_step(q: np.ndarray, r: float) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        qm, rm = model.Q(q), np.array([[r]])
-        pred_m, pred_c, _, filt_m, filt_c = pk._filter(a, h, qm, rm, b, d, x0, p0, z)
-        ll = gaussian_loglik(model, r, z, pred_m, pred_c)
-        return ll, filt_m, filt_c, pred_m, pred_c
+        qm = model.Q(q)
+        kf = KalmanFilter(transition_matrices=a, observation_matrices=h, transition_covariance=qm,
+                          observation_covariance=np.array([[r]]), initial_state_mean=x0,
+                          initial_state_covariance=p0)
+        filt_m, filt_c = kf.filter(z)
+        pred_m, pred_c = _predicted(a, qm, x0, p0, filt_m, filt_c)
+        return gaussian_loglik(model, r, z, pred_m, pred_c), filt_m, filt_c, pred_m, pred_c
 
     ll, filt_m, filt_c, pred_m, pred_c = e_step(q, r)
     path, lls = [np.r_[q, r]], [ll]
     for _ in range(n_iter):
-        sm_m, sm_c, gains = pk._smooth(a, filt_m, filt_c, pred_m, pred_c)
-        pair = pk._smooth_pair(sm_c, gains)
-        q = np.diag(pk._em_transition_covariance(a, b, sm_m, sm_c, pair))[list(model.noisy)].copy()
-        r = float(pk._em_observation_covariance(z, d, h, sm_m, sm_c)[0, 0])
+        q_full, r = _m_step(a, h, z, *rts_smoother(a, filt_m, filt_c, pred_m, pred_c))
+        q = np.diag(q_full)[list(model.noisy)].copy()
         ll, filt_m, filt_c, pred_m, pred_c = e_step(q, r)
         path.append(np.r_[q, r])
         lls.append(ll)
