@@ -250,7 +250,7 @@ def predict_peak(policy: Policy | str, n_blocks: int, fixed: float, input_bytes:
 
 
 # --------------------------------------------------------------------------- the schedule, drawn
-def schedule(policy: Policy | str, n_blocks: int) -> list[tuple[str, int]]:
+def recompute_order(policy: Policy | str, n_blocks: int) -> list[tuple[str, int]]:
     """The order of work in one step as ``(phase, block)`` with phase 'forward', 'recompute' or
     'backward': all forwards, then per segment from the last, its recomputation (if checkpointed)
     followed by backward through its blocks in reverse."""
@@ -268,7 +268,7 @@ def draw_schedule(policy: Policy | str, n_blocks: int, ax: object = None) -> obj
     import matplotlib.pyplot as plt  # heavy: only the drawing needs matplotlib
 
     policy = as_policy(policy)
-    events = schedule(policy, n_blocks)
+    events = recompute_order(policy, n_blocks)
     segs = plan(policy, n_blocks)
     owner = {i: s for s in segs for i in range(s.start, s.stop)}
     if ax is None:
@@ -358,6 +358,6 @@ def max_grad_difference(a: nn.Module, b: nn.Module) -> float:
 __all__ = [
     "IMPLS", "POLICIES", "SAVE_OPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
     "StepMemory", "Timings", "as_policy", "checkpoint", "compare_policies", "draw_schedule", "fit_power_law", "gpt_forward",
-    "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "run_blocks", "schedule",
+    "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "recompute_order", "run_blocks",
     "selective_context", "sqrt_segments", "time_steps", "train_step",
 ]

@@ -235,11 +235,11 @@ def test_memory_model_predicts_measured_peaks(task, batch):
 
 
 def test_schedule_counts_recomputation():
-    events = ck.schedule(ck.Policy("segments", k=2), 4)
+    events = ck.recompute_order(ck.Policy("segments", k=2), 4)
     assert [p for p, _ in events].count("recompute") == 4
     assert events[4:8] == [("recompute", 2), ("recompute", 3), ("backward", 3), ("backward", 2)]
-    assert [p for p, _ in ck.schedule(ck.Policy("every_kth", k=2), 4)].count("recompute") == 2
-    assert "recompute" not in [p for p, _ in ck.schedule("none", 3)]
+    assert [p for p, _ in ck.recompute_order(ck.Policy("every_kth", k=2), 4)].count("recompute") == 2
+    assert "recompute" not in [p for p, _ in ck.recompute_order("none", 3)]
 
 
 def test_live_tensor_tracker_counts_allocations_and_frees():

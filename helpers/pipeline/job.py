@@ -29,14 +29,17 @@ FAULT_MODES = ("raise", "exit", "hang")
 
 @dataclass(frozen=True)
 class Fault:
-    """Inject a failure: rank ``rank`` fails at ``action`` of step ``step`` (``None``: at the
-    start of the step). ``mode``: 'raise' an exception, 'exit' the process without a word, or
-    'hang' (sleep until the others time out)."""
+    """Inject a failure into a run (to see how the launcher reports it)."""
 
     rank: int
+    """The rank that fails."""
     step: int = 0
+    """The optimiser step at which it fails."""
     action: Action | None = None
+    """The schedule action at which it fails; None: at the start of the step."""
     mode: str = "raise"
+    """'raise' an exception, 'exit' the process without a word, or 'hang' (sleep until the
+    others time out)."""
 
     def __post_init__(self) -> None:
         if self.mode not in FAULT_MODES:
@@ -45,42 +48,49 @@ class Fault:
 
 @dataclass(frozen=True)
 class PipelineJob:
-    """One pipeline training run: ``len(batches)`` optimiser steps of ``schedule`` with ``m``
-    micro-batches (and ``v`` chunks per rank for 'interleaved').
-
-    ``bounds``: stage boundaries over ``model.layers()`` (``p * v`` stages), or None to balance
-    by parameter count. ``record``: keep a timestamp per action. ``measure_memory``: count the
-    bytes each forward saves for backward. ``return_state``: return logits and gradients of step
-    0 and the parameters after the last step (for the equivalence check).
-
-    Training options (course executor and :func:`reference_run`; all off by default):
-    ``amp``: bf16 autocast inside every stage (lesson 03); ``checkpoint``: every transformer
-    block of a stage checkpointed with ``torch.utils.checkpoint`` (lesson 04); ``lr_schedule``:
-    a :class:`helpers.core.LRSchedule` multiplying ``lr`` at each step (``LambdaLR`` over
-    ``len(batches)`` steps); ``clip``: clip the gradient norm of the *whole model* to this value
-    (each rank adds its stages' squared norms, one ``all_reduce`` gives the global norm)."""
+    """One pipeline training run: ``len(batches)`` optimiser steps of ``schedule`` with
+    ``n_microbatches`` (m) micro-batches and ``n_chunks`` (v) chunks per rank. The training
+    options (``amp``, ``checkpoint``, ``lr_schedule``, ``clip``) are the core step's
+    (:func:`step_config`); the course executor and :func:`reference_run` honour them all."""
 
     config: core.GPTConfig
+    """The model's sizes."""
     state: dict[str, torch.Tensor]
+    """The initial weights (every rank loads them, then keeps its stages)."""
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    """One (x, y) batch per optimiser step."""
     schedule: str = "1f1b"
+    """'gpipe', '1f1b' or 'interleaved'."""
     n_microbatches: int = 4
     """m: micro-batches per step (the batch is split by ``Tensor.tensor_split``)."""
     n_chunks: int = 1
     """v: model chunks (stages) per rank; more than 1 only for 'interleaved'."""
     bounds: tuple[tuple[int, int], ...] | None = None
+    """Stage boundaries over ``model.layers()`` (p * v stages); None: balanced by parameters."""
     executor: str = "course"
+    """'course' (:mod:`helpers.pipeline.runtime`) or 'torch' (``torch.distributed.pipelining``)."""
     optimizer: str = "adamw"
+    """'adamw' (weight decay 0) or 'sgd'."""
     lr: float = 3e-3
+    """Base learning rate."""
     record: bool = True
+    """Keep a timestamp per action (the measured timeline; course executor)."""
     measure_memory: bool = False
+    """Count the bytes each forward saves for backward, and their peak per stage."""
     return_state: bool = True
+    """Return logits and gradients of step 0 and the final parameters (equivalence check)."""
     fault: Fault | None = None
+    """A failure to inject, or None."""
     name: str = ""
+    """A label for tables."""
     amp: bool = False
+    """bf16 autocast inside every stage (lesson 03)."""
     checkpoint: bool = False
+    """Every transformer block of a stage recomputed in backward (``torch.utils.checkpoint``)."""
     lr_schedule: LRSchedule | None = None
+    """Factors multiplying ``lr`` at each step (``LRSchedule.to_torch`` over the job's steps)."""
     clip: float | None = None
+    """Clip the gradient norm of the *whole model* (all ranks: one ``all_reduce``) to this value."""
 
     def __post_init__(self) -> None:
         check_schedule_name(self.schedule)

@@ -46,12 +46,18 @@ def autocast_supported(device: str, dtype: torch.dtype) -> bool:
 class AmpConfig:
     """How to run a training step: autocast dtype (float32 = off), scaler, TF32, pure."""
 
-    precision: str           # one of PRECISIONS except 'auto'
+    precision: str
+    """One of PRECISIONS except 'auto'."""
     device: str
-    dtype: torch.dtype       # compute dtype of matmuls (autocast) or storage dtype (pure)
-    use_scaler: bool         # fp16 under autocast needs dynamic loss scaling
+    """'cpu' or 'cuda'."""
+    dtype: torch.dtype
+    """Compute dtype of matmuls (autocast) or storage dtype (pure)."""
+    use_scaler: bool
+    """fp16 under autocast needs dynamic loss scaling."""
     tf32: bool = False
-    pure: bool = False       # the whole model stored in ``dtype`` (no fp32 master weights)
+    """CUDA fp32 matmuls in TensorFloat-32."""
+    pure: bool = False
+    """The whole model stored in ``dtype`` (no fp32 master weights)."""
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:

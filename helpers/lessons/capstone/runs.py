@@ -68,10 +68,15 @@ class RunSpec:
     ``stages`` processes (one stage each), ``m`` micro-batches and the ``schedule``."""
 
     model: core.GPTConfig
+    """The transformer's sizes (dropout 0: runs are compared step by step)."""
     train: training.TrainConfig
+    """Steps, batch size, learning rate, schedule, warm-up, clipping and seed."""
     stages: int = 2
+    """Processes (one stage each) of the pipelined combinations."""
     m: int = 4
+    """Micro-batches per step of the pipelined combinations (the job's ``n_microbatches``)."""
     schedule: str = "1f1b"
+    """The pipeline schedule."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, core.GPTConfig):
