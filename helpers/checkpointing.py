@@ -79,7 +79,7 @@ class CheckpointedGPT(nn.Module):
 
 
 # --------------------------------------------------------------------------- measuring
-def train_step(
+def grad_step(
     model: GPT, x: torch.Tensor, y: torch.Tensor, policy: Policy | str = "none",
     autocast_dtype: torch.dtype | None = None,
 ) -> float:
@@ -215,7 +215,7 @@ def compare_policies(
         rows.append({"policy": policy.label, "peak": m.peak, "forward_end": m.forward_end, "saved": m.saved,
                      "recomputed_blocks": m.recomputed_blocks, "matmuls": m.matmuls})
     if repeats:
-        fns = {str(i): functools.partial(train_step, model, x, y, p, autocast_dtype) for i, p in enumerate(policies)}
+        fns = {str(i): functools.partial(grad_step, model, x, y, p, autocast_dtype) for i, p in enumerate(policies)}
         timings = time_steps(fns, repeats=repeats)
         for i, row in enumerate(rows):
             row["time_s"] = timings.median(str(i))
@@ -359,5 +359,5 @@ __all__ = [
     "IMPLS", "POLICIES", "SAVE_OPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
     "StepMemory", "Timings", "as_policy", "checkpoint", "compare_policies", "draw_schedule", "fit_power_law", "gpt_forward",
     "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "recompute_order", "run_blocks",
-    "selective_context", "sqrt_segments", "time_steps", "train_step",
+    "selective_context", "sqrt_segments", "grad_step", "time_steps",
 ]

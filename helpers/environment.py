@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 #: packages whose versions the welcome notebook reports
@@ -52,15 +53,33 @@ def requirements(package: str = "helpers") -> dict[str, Requirement]:
 
 def satisfies(version: str, requirement: Requirement | None) -> bool:
     """Whether an installed ``version`` meets ``requirement`` (PEP 440, via ``packaging``; a
-    local label such as ``+cpu`` does not matter); True when nothing is required."""
+    local label such as ``+cpu`` does not matter). An exact pin (``==``) counts as a minimum: the
+    lock pins what the course was tested with, and a newer patch release is fine; upper bounds
+    (``numpy<2.4``: pykalman breaks there) are kept. True when nothing is required."""
     if version == "missing":
         return False
     if requirement is None:
         return True
     try:
-        return requirement.specifier.contains(Version(version), prereleases=True)
+        v = Version(version)
     except InvalidVersion:
         return False
+    for spec in requirement.specifier:
+        if spec.operator == "==" and "*" not in spec.version:
+            if v < Version(spec.version):
+                return False
+        elif not spec.contains(v, prereleases=True):
+            return False
+    return True
+
+
+def python_requirement(package: str = "helpers") -> SpecifierSet | None:
+    """The course's ``requires-python`` (from the installed metadata; None when not installed)."""
+    try:
+        spec = metadata.metadata(package).get("Requires-Python")
+    except metadata.PackageNotFoundError:
+        return None
+    return SpecifierSet(spec) if spec else None
 
 
 def cpu_flags() -> set[str]:
@@ -120,9 +139,13 @@ def check_environment(device: str = "cpu") -> tuple[list[Check], bool]:
     """Rows for the welcome notebook's table, and the overall verdict."""
     import torch  # heavy: the environment report works without torch installed
 
-    rows = [Check("python", platform.python_version(), platform.python_version().startswith("3.11"))]
-    versions = package_versions(CORE_PACKAGES)
+    python = platform.python_version()
+    wanted = python_requirement()
+    rows = [Check("python", python, wanted is not None and wanted.contains(python))]
     declared = requirements()
+    if not declared:
+        rows.append(Check("course package", "helpers not installed: run make setup", False))
+    versions = package_versions(CORE_PACKAGES)
     for name in CORE_PACKAGES:
         v = versions[name]
         rows.append(Check(name, v, satisfies(v, declared.get(name))))

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from helpers import (
     noise,
@@ -62,8 +63,6 @@ def _env_flag(name: str) -> bool:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and every GPU)."""
     validate.integer("seed", seed, 0)
-    import torch  # heavy: `import helpers` stays light; torch loads at setup()
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -72,8 +71,6 @@ def seed_everything(seed: int) -> None:
 def detect_device(prefer: str | None = None) -> tuple[str, str | None]:
     """Return (device, gpu name). ``prefer`` (or COURSE_DEVICE) may force 'cpu' or 'cuda'
     (:func:`helpers.core.device.course_device`)."""
-    import torch  # heavy: `import helpers` stays light; torch loads at setup()
-
     device = course_device(prefer)
     return device, (torch.cuda.get_device_name(0) if device == "cuda" else None)
 
@@ -90,8 +87,6 @@ def setup(
     ``seed`` defaults to ``COURSE_SEED`` (0 when unset); a given seed is written back to
     ``COURSE_SEED`` so every helper default and every spawned process follows it.
     """
-    import torch  # heavy: `import helpers` stays light; torch loads at setup()
-
     if threads is None:
         threads = int(os.environ.get("COURSE_THREADS", min(os.cpu_count() or 1, 4)))
     validate.positive_int("threads", threads)

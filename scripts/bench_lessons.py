@@ -76,9 +76,9 @@ def register_all(bench: Callable, row: Callable, median_time: Callable) -> None:
         fit = ck.fit_power_law(depths, peaks)
         model = make(32)
         t = ck.time_steps({
-            "plain": functools.partial(ck.train_step, model, x, y, "none"),
-            "every": functools.partial(ck.train_step, model, x, y, "every"),
-            "sqrt": functools.partial(ck.train_step, model, x, y, "sqrt"),
+            "plain": functools.partial(ck.grad_step, model, x, y, "none"),
+            "every": functools.partial(ck.grad_step, model, x, y, "every"),
+            "sqrt": functools.partial(ck.grad_step, model, x, y, "sqrt"),
         }, repeats=9)
         return [
             row("04", "peak memory exponent with sqrt(n) segments", round(fit.exponent, 3), "", "~0.5",

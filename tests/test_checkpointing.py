@@ -34,7 +34,7 @@ def grads_after(model, batch, policy, seed=1, autocast_dtype=None):
     and the CPU RNG state afterwards."""
     m = copy.deepcopy(model)
     torch.manual_seed(seed)
-    loss = ck.train_step(m, *batch, policy=policy, autocast_dtype=autocast_dtype)
+    loss = ck.grad_step(m, *batch, policy=policy, autocast_dtype=autocast_dtype)
     return m, loss, torch.get_rng_state()
 
 

@@ -155,3 +155,19 @@ def test_the_one_step_is_what_the_trainer_and_the_pipeline_reference_run(task):
     job = jobs.PipelineJob(config=cfg, state=state, batches=data, lr=tc.lr, clip=tc.clip, amp=True,
                            checkpoint=True, lr_schedule=tc.lr_schedule())
     assert jobs.reference_run(job).losses == trainer.run()
+
+
+def test_a_pipeline_stage_runs_the_same_step(task):
+    x, y = _batch(task)
+    whole, staged = _model(task), _model(task)
+    core.forward_backward(whole, x, y)
+    core.forward_backward(torch.nn.Sequential(*staged.layers()), x, y)  # a stage holding every layer
+    for k, g in _grads(whole).items():
+        assert torch.equal(_grads(staged)[k], g), k
+
+
+def test_a_loss_scaler_is_refused_across_ranks():
+    lin = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="loss scaler across ranks"):
+        core.finish_step(opt, scaler=torch.amp.GradScaler("cpu"), group=object())

@@ -14,7 +14,7 @@ from helpers.pipeline.schedules import (
     ScheduleError,
     make_schedule,
 )
-from helpers.pipeline.simulate import simulate, validate
+from helpers.pipeline.simulate import check_schedule, simulate
 
 # Convention: every stage costs forward = 1; backward = 2 (two matmuls per forward matmul) or 1.
 BACKWARD_COSTS = (2.0, 1.0)
@@ -33,7 +33,7 @@ def all_cases():
 
 @pytest.mark.parametrize("name,p,m,v", list(all_cases()))
 def test_every_schedule_is_valid_and_complete(name, p, m, v):
-    sched = validate(make_schedule(name, p, m, v))
+    sched = check_schedule(make_schedule(name, p, m, v))
     assert len(sched) == 2 * m * p * v
     for r, acts in enumerate(sched.ranks):
         assert all(sched.rank_of(a.stage) == r for a in acts)
@@ -125,23 +125,23 @@ def test_validator_catches_errors():
     good = S.gpipe(2, 2)
     r1 = list(good.ranks[1])
     with pytest.raises(ScheduleError, match="more than once"):
-        validate(_mutate(good, 1, r1 + [r1[0]]))
+        check_schedule(_mutate(good, 1, r1 + [r1[0]]))
     with pytest.raises(ScheduleError, match="missing"):
-        validate(_mutate(good, 1, r1[:-1]))
+        check_schedule(_mutate(good, 1, r1[:-1]))
     with pytest.raises(ScheduleError, match="belongs on rank 0"):
-        validate(_mutate(good, 1, r1 + [Action("F", 0, 0)]))
+        check_schedule(_mutate(good, 1, r1 + [Action("F", 0, 0)]))
     with pytest.raises(ScheduleError, match="out of range"):
-        validate(_mutate(good, 1, r1 + [Action("F", 5, 1)]))
+        check_schedule(_mutate(good, 1, r1 + [Action("F", 5, 1)]))
     # backward of micro-batch 0 on rank 0 placed before its own forward: can never run
     r0 = [Action("B", 0, 0), *[a for a in good.ranks[0] if a != Action("B", 0, 0)]]
     with pytest.raises(ScheduleError, match="deadlocks: rank 0 waits at B"):
-        validate(_mutate(good, 0, r0))
+        check_schedule(_mutate(good, 0, r0))
     # cross-rank deadlock: rank 0 waits for B(1, 1) before its F(1, 0), which rank 1 needs first
     r0 = [Action("F", 0, 0), Action("B", 0, 0), Action("B", 1, 0), Action("F", 1, 0)]
     with pytest.raises(ScheduleError, match="deadlocks"):
-        validate(_mutate(good, 0, r0))
+        check_schedule(_mutate(good, 0, r0))
     with pytest.raises(TypeError, match="PipelineSchedule"):
-        validate("gpipe")  # type: ignore[arg-type]
+        check_schedule("gpipe")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("call, err, match", [

@@ -65,3 +65,18 @@ def test_checks_never_reveal_answer(capsys):
 def test_environment_check_passes_here():
     rows, ok = environment.check_environment("cpu")
     assert ok, [r for r in rows if not r.ok]
+
+
+def test_versions_are_checked_against_the_declared_requirements():
+    from packaging.requirements import Requirement
+
+    from helpers import environment
+
+    assert environment.satisfies("2.13.0+cpu", Requirement("torch==2.13.0"))  # local label ignored
+    assert environment.satisfies("2.13.1", Requirement("torch==2.13.0"))  # a pin is a minimum
+    assert not environment.satisfies("2.12.0", Requirement("torch==2.13.0"))
+    assert not environment.satisfies("2.4.0", Requirement("numpy>=2.0,<2.4"))  # upper bounds hold
+    assert not environment.satisfies("missing", None) and environment.satisfies("1.0", None)
+    declared = environment.requirements()
+    assert {"torch", "numpy", "sktime", "jupyterlab"} <= set(declared)  # read from the metadata
+    assert environment.python_requirement().contains("3.11.7")

@@ -112,6 +112,8 @@ def microbatch_loss(logits: torch.Tensor, y: torch.Tensor, weight: float = 1.0) 
 
 
 def _layers(model: GPT | Sequence[nn.Module], policy: Policy) -> list[Layer]:
+    if isinstance(model, nn.Sequential):  # a pipeline stage: its layers in order
+        model = list(model)
     if isinstance(model, nn.Module) and not isinstance(model, GPT):
         raise TypeError(f"model must be a helpers.core.GPT or a sequence of its layers, got "
                         f"{type(model).__name__}")
@@ -145,11 +147,10 @@ def clip_grad_norm(params: Sequence[torch.nn.Parameter], max_norm: float, group:
     ranks by one ``all_reduce``; then ``clip_grads_with_norm_``. Returns the norm before clipping.
     In one process this is exactly ``torch.nn.utils.clip_grad_norm_``."""
     max_norm = validate.positive_finite("max_norm", max_norm)
+    device = params[0].device if params else torch.device("cpu")
     params = [p for p in params if p.grad is not None]
-    if not params:
-        return torch.zeros(())
-    total = torch.nn.utils.get_total_norm([p.grad for p in params])
-    if group is not None:
+    total = torch.nn.utils.get_total_norm([p.grad for p in params]) if params else torch.zeros((), device=device)
+    if group is not None:  # every rank joins, with or without gradients of its own
         import torch.distributed as dist  # only pipeline ranks pass a group
 
         total = total.pow(2)
@@ -165,6 +166,9 @@ def finish_step(
 ) -> tuple[float | None, bool]:
     """Unscale (with a scaler), clip, step the optimizer (skipped by the scaler on inf/NaN),
     update the scale, step the LR schedule. Returns (norm before clipping or None, skipped)."""
+    if scaler is not None and group is not None:
+        raise ValueError("a loss scaler across ranks would need its inf/NaN check reduced over the "
+                         "group; use bf16 (no scaler) for a distributed step")
     params = [p for g in optimizer.param_groups for p in g["params"]]
     stepped: list[bool] = []
     handle = optimizer.register_step_post_hook(lambda *_: stepped.append(True))
@@ -210,7 +214,10 @@ def train_step(
         if config.checkpoint.name != "none" or config.n_microbatches != 1:
             raise ValueError("a loss function batch runs the model as it is: checkpoint must be "
                              "'none' and n_microbatches 1")
-        device = next(p.device for g in optimizer.param_groups for p in g["params"])
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        if not params:
+            raise ValueError("the optimizer has no parameters")
+        device = params[0].device
         with autocast(device, config.autocast_dtype):
             loss = batch()
         if not torch.is_tensor(loss) or loss.ndim != 0:

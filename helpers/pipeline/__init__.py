@@ -4,7 +4,7 @@ Modules:
 
 - ``split``     partition the course GPT into contiguous stages, balanced by parameters or time
 - ``schedules`` GPipe, 1F1B and interleaved 1F1B as per-rank lists of actions
-- ``simulate``  a discrete-event simulator (timelines, bubble, peak in flight) and ``validate``
+- ``simulate``  a discrete-event simulator (timelines, bubble, peak in flight) and ``check_schedule``
 - ``job``       what a run does and returns, and what executors build from a job
 - ``reference`` the unsplit model in one process, and the equivalence check
 - ``executors`` the executor registry and ``run(jobs, nprocs)``; ``jobs`` is the public face
@@ -26,9 +26,9 @@ from helpers.pipeline.schedules import (
     bubble_formula,
     make_schedule,
 )
-from helpers.pipeline.simulate import Timeline, simulate, validate
+from helpers.pipeline.simulate import Timeline, check_schedule, simulate
 
 __all__ = [
     "SCHEDULES", "Action", "PipelineSchedule", "ScheduleError", "Timeline", "bubble_formula",
-    "make_schedule", "simulate", "validate",
+    "make_schedule", "check_schedule", "simulate",
 ]

@@ -8,6 +8,7 @@ each rank can rebuild exactly the same model and data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -110,7 +111,7 @@ class PipelineJob:
         if self.lr_schedule is not None and not isinstance(self.lr_schedule, LRSchedule):
             raise TypeError(f"lr_schedule must be a helpers.core.LRSchedule or None, got {self.lr_schedule!r}")
         if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
-                                      or not self.clip > 0 or self.clip != self.clip):
+                                      or not math.isfinite(self.clip) or not self.clip > 0):
             raise ValueError(f"clip must be None or a number > 0, got {self.clip!r}")
         extras = [n for n in ("amp", "checkpoint", "lr_schedule", "clip") if getattr(self, n) not in (None, False)]
         if self.executor == "torch" and extras:
@@ -247,7 +248,7 @@ def make_lr_scheduler(job: PipelineJob, optimizer: torch.optim.Optimizer
 def autocast_dtype(job: PipelineJob, device: torch.device | str = "cpu") -> torch.dtype | None:
     """The autocast dtype of every stage's forward: bf16 when ``job.amp``, else None."""
     dev = torch.device(device)
-    if job.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if job.amp and dev.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         raise ValueError("amp=True uses bf16 autocast, which this GPU does not support (fp16 would "
                          "need one loss scaler shared by all stages)")
     return torch.bfloat16 if job.amp else None

@@ -23,7 +23,14 @@ import torch.distributed as dist
 from helpers import seeds
 from helpers.core import train_step
 from helpers.pipeline import runtime, torch_pp
-from helpers.pipeline.job import PipelineJob, build_model, make_job, make_optimizer, torch_threads
+from helpers.pipeline.job import (
+    PipelineJob,
+    build_model,
+    make_job,
+    make_optimizer,
+    step_config,
+    torch_threads,
+)
 from helpers.pipeline.launch import spawn
 
 
@@ -35,7 +42,7 @@ def _single_process_steps(job: PipelineJob, threads: int) -> list[float]:
         times = []
         for batch in job.batches:
             t = time.perf_counter()
-            train_step(model, opt, batch)  # the core step, plain fp32 full batch
+            train_step(model, opt, batch, step_config(job, microbatched=False))  # the job's options, full batch
             times.append(time.perf_counter() - t)
         return times
 

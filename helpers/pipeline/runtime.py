@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 
 from helpers.core.checkpoint import apply_checkpointing
-from helpers.core.step import finish_step, forward, microbatch_loss, microbatch_sizes
+from helpers.core.step import finish_step, forward, microbatch_loss, microbatches
 from helpers.memory import record_saved_tensors
 from helpers.pipeline.job import (
     PipelineJob,
@@ -280,10 +280,11 @@ class RankExecutor:
     # ------------------------------------------------------------------ one step
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
         job, ctx, res = self.job, self.ctx, self.result
-        sizes = microbatch_sizes(x.shape[0], job.n_microbatches)
+        parts = microbatches(x.to(self.dev), y.to(self.dev), job.n_microbatches)
+        sizes = [len(xm) for xm, _, _ in parts]
         T, C = x.shape[1], job.config.n_embd
-        st = StepState(xs=x.to(self.dev).split(sizes), ys=y.to(self.dev).split(sizes),
-                       weights=[n / x.shape[0] for n in sizes],
+        st = StepState(xs=tuple(p[0] for p in parts), ys=tuple(p[1] for p in parts),
+                       weights=[w for _, _, w in parts],
                        box=Mailbox(ctx, self.sched, lambda mb: (sizes[mb], T, C), torch.float32),
                        meter=ActivationMeter(sorted(self.mods)) if job.measure_memory else None,
                        keep_logits=step == 0 and job.return_state)

@@ -14,7 +14,7 @@ Schedules (all "flush" schedules: one optimiser step after all micro-batches):
 - ``interleaved`` interleaved 1F1B with ``v`` chunks per rank (Megatron-LM; same order as
   ``torch.distributed.pipelining.ScheduleInterleaved1F1B``).
 
-:func:`validate` checks a schedule (each action exactly once, on the right rank, dependencies
+:func:`helpers.pipeline.simulate.check_schedule` checks a schedule (each action exactly once, on the right rank, dependencies
 satisfiable in the given order); :mod:`helpers.pipeline.simulate` times it.
 """
 

@@ -1,5 +1,5 @@
 """A discrete-event simulator for pipeline schedules, the timeline type shared with the real
-executors (their measured timestamps make a :class:`Timeline` too), and :func:`validate`, which
+executors (their measured timestamps make a :class:`Timeline` too), and :func:`check_schedule`, which
 checks a schedule and runs it here to prove it cannot deadlock.
 
 Each rank runs its actions in the schedule's order; an action starts when its rank is free and
@@ -190,7 +190,7 @@ def _raise_if_stuck(schedule: PipelineSchedule, pos: list[int]) -> None:
         raise ScheduleError(f"schedule {schedule.name!r} deadlocks: {detail}")
 
 
-def validate(schedule: PipelineSchedule) -> PipelineSchedule:
+def check_schedule(schedule: PipelineSchedule) -> PipelineSchedule:
     """Check ``schedule``; return it unchanged or raise :class:`ScheduleError` saying what is wrong.
 
     Checks: one action list per rank; every action is well formed and on the rank holding its

@@ -155,6 +155,10 @@ class GluonTSForecaster(BaseForecaster):
             raise ValueError(f"model={self.model!r}: allowed values are {MODELS}")
         for name in ("epochs", "num_batches_per_epoch", "batch_size", "hidden"):
             validate.positive_int(name, getattr(self, name))
+        if self.context_length is not None:
+            validate.positive_int("context_length", self.context_length)
+        validate.positive_finite("lr", self.lr)
+        validate.boolean("log", self.log)
 
     def _estimator(self, prediction_length: int, freq: str, trainer_kwargs: dict):  # noqa: ANN202
         from gluonts.torch import (  # heavy: GluonTS and lightning load on first use

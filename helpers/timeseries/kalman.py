@@ -328,6 +328,7 @@ class StructuralKalmanForecaster(BaseForecaster):
     def _fit(self, y, X=None, fh=None):  # noqa: ANN001, ANN202 - sktime signature
         # sktime's contract: __init__ only stores the parameters; they are checked here
         validate.positive_int("n_iter", self.n_iter)
+        validate.boolean("log", self.log)
         self.model_ = structural(self.sp, self.trend)
         self.z_train_ = self._z(y)
         self.em_ = fit_em(self.model_, self.z_train_, n_iter=self.n_iter)

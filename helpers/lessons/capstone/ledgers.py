@@ -49,8 +49,7 @@ def stage_ledgers(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.T
     S = len(bounds)
     m = spec.m if combo.pipeline else 1
     inflight = make_schedule(spec.schedule, S, m).peak_in_flight() if combo.pipeline else [1]
-    rows = x.shape[0] // m
-    xm, ym = x[:rows], y[:rows]
+    xm, ym, weight = core.microbatches(x, y, m)[0]  # the pipeline's first (largest) micro-batch
     model = core.GPT(spec.model)
     model.load_state_dict(initial_state(spec))
     stages = stage_modules(model, bounds)
@@ -62,7 +61,7 @@ def stage_ledgers(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.T
         with memory.record_saved_tensors(stage) as log:
             out = stage_forward(stage, inp, checkpoint=combo.checkpoint, autocast_dtype=dtype)
             if s == S - 1:
-                out = microbatch_loss(out, ym, rows / x.shape[0])
+                out = microbatch_loss(out, ym, weight)
         ins.append(inp)
         outs.append(out)
         acts.append(log.total_bytes)

@@ -31,10 +31,15 @@ class Combination:
     """Which techniques a run uses: bf16 autocast, block checkpointing, pipeline stages."""
 
     name: str
+    """One of COMBINATIONS."""
     label: str
+    """How tables and figures name it."""
     amp: bool
+    """bf16 autocast (lesson 03)."""
     checkpoint: bool
+    """Every block recomputed in backward (lesson 04)."""
     pipeline: bool
+    """Stages on several processes (lesson 05)."""
 
     @property
     def techniques(self) -> str:
