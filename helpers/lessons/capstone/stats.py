@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from helpers import validate
 from helpers.lessons.capstone.runs import CurveRun
 
 
@@ -26,18 +27,22 @@ class Agreement:
         return self.max_abs <= tol
 
 
-def loss_agreement(runs: Mapping[str, CurveRun], reference: str = "plain") -> dict[str, Agreement]:
+def loss_agreement(runs: Mapping[str, CurveRun], reference: str = "plain", steps: int | None = None
+                   ) -> dict[str, Agreement]:
     """Compare every run's loss curve with ``reference``'s, step by step (same batches) over
-    the steps both ran."""
+    the steps both ran, or over the first ``steps`` of them."""
     if reference not in runs:
         raise ValueError(f"reference must be one of {list(runs)}, got {reference!r}")
+    if steps is not None:
+        validate.positive_int("steps", steps)
     ref = runs[reference].losses
     out = {}
     for name, run in runs.items():
         if not run.losses or len(run.losses) > len(ref):
             raise ValueError(f"run {name!r} has {len(run.losses)} losses; need 1..{len(ref)} "
                              f"(the reference's)")
-        d = [abs(a - b) for a, b in zip(run.losses, ref[: len(run.losses)], strict=True)]
+        n = len(run.losses) if steps is None else min(steps, len(run.losses))
+        d = [abs(a - b) for a, b in zip(run.losses[:n], ref[:n], strict=True)]
         out[name] = Agreement(name, len(d), max(d), sum(d) / len(d), d[-1])
     return out
 
