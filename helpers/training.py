@@ -114,8 +114,7 @@ class Trainer:
         """Run ``steps`` more steps (default: to the end); returns the losses of these steps."""
         remaining = self.config.steps - self.step_count
         steps = remaining if steps is None else steps
-        if not isinstance(steps, int) or steps < 0 or steps > remaining:
-            raise ValueError(f"steps must be an int in [0, {remaining}], got {steps!r}")
+        validate.integer("steps", steps, 0, remaining)
         out = []
         bar = None
         if progress:

@@ -334,7 +334,6 @@ def with_(job: PipelineJob, steps: int | None = None, **changes: Any) -> Pipelin
     """A copy of ``job`` with some fields changed (validated again); ``steps`` keeps only the
     first ``steps`` batches."""
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= len(job.batches):
-            raise ValueError(f"steps must be an int in 1..{len(job.batches)}, got {steps!r}")
+        validate.integer("steps", steps, 1, len(job.batches))
         changes["batches"] = job.batches[:steps]
     return replace(job, **changes)

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from helpers import validate
+
 SCHEDULES = ("gpipe", "1f1b", "interleaved")
 FORWARD, BACKWARD = "F", "B"
 
@@ -98,11 +100,7 @@ class PipelineSchedule:
 
 # --------------------------------------------------------------------------- argument checks
 def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
+    return validate.integer(name, value, minimum)
 
 
 def check_schedule_name(name: object) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from helpers import validate
 from helpers.core.checkpoint import Policy, apply_checkpointing
 from helpers.core.step import forward
 from helpers.memory import record_saved_tensors
@@ -54,11 +55,8 @@ def partition(costs: Sequence[float], n: int) -> list[tuple[int, int]]:
     """Cut ``costs`` into ``n`` contiguous non-empty parts minimising the largest part's sum.
 
     Returns ``[(start, stop), ...]``. Ties go to the earliest cut, so results are deterministic."""
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"n (number of stages) must be an int, got {n!r}")
+    validate.integer("n (number of stages)", n, 1)
     L = len(costs)
-    if n < 1:
-        raise ValueError(f"number of stages must be >= 1, got {n}")
     if n > L:
         raise ValueError(f"cannot split {L} layers into {n} stages: more stages than layers "
                          f"(at most {L}; the embedding and the head count as layers)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sktime.transformations.series.func_transform import FunctionTransformer
 
+from helpers import validate
+
 __all__ = ["kernel_stable"]
 
 
@@ -22,7 +24,6 @@ def kernel_stable(decimals: int = 6) -> FunctionTransformer:
     passengers are integers) removes the last-bit noise before the trees see it; the inverse is
     the identity, so forecasts are not rounded.
     """
-    if not isinstance(decimals, int) or isinstance(decimals, bool) or not 0 <= decimals <= 12:
-        raise ValueError(f"decimals must be an int in 0..12, got {decimals!r}")
+    validate.integer("decimals", decimals, 0, 12)
     return FunctionTransformer(func=np.round, inverse_func=_identity, kw_args={"decimals": decimals},
                                check_inverse=False)  # rounding is not invertible, by design

@@ -164,8 +164,7 @@ def train_single(task: core.CharTask, spec: RunSpec, combo: Combination, progres
     if combo.pipeline:
         raise ValueError(f"combination {combo.name!r} is pipelined: use train_pipeline")
     steps = spec.train.steps if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= spec.train.steps:
-        raise ValueError(f"steps must be an int in 1..{spec.train.steps}, got {steps!r}")
+    validate.integer("steps", steps, 1, spec.train.steps)
     trainer = training.Trainer(spec.model, task, spec.train_config(combo))
     if round_start_to is not None:
         with torch.no_grad():
