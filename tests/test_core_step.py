@@ -90,6 +90,9 @@ def test_clip_grad_norm_is_torchs_in_one_process():
         q.grad = p.grad.clone()
     assert torch.equal(core.clip_grad_norm(a, 0.5), torch.nn.utils.clip_grad_norm_(b, 0.5))
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(a, b, strict=True))
+    big = core.clip_grad_norm(a, 100.0)  # below the limit: the norm is reported, nothing changes
+    torch.testing.assert_close(big, torch.tensor(0.5), rtol=1e-5, atol=0)
+    assert torch.equal(a[0].grad, b[0].grad)
 
 
 def test_train_step_with_a_loss_function_and_a_scaler():
