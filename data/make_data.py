@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 GENERATORS: dict[str, Callable[[Path], None]] = {}
 
 
-def generator(filename: str):
+def generator(filename: str) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
     def register(fn: Callable[[Path], None]) -> Callable[[Path], None]:
         GENERATORS[filename] = fn
         return fn
