@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from helpers import core, precision, seeds, validate
-from helpers.core import LRSchedule, Policy, StepConfig, train_step
+from helpers.core import LRSchedule, StepConfig, block_policy, train_step
 
 FORMAT = "course-checkpoint-v1"
 
@@ -74,8 +74,7 @@ class TrainConfig:
 
     def step_config(self, dtype: torch.dtype | None) -> StepConfig:
         """The core step's options for this run (``dtype``: the autocast dtype chosen)."""
-        policy = Policy("every", impl="torch") if self.checkpoint else "none"
-        return StepConfig(autocast_dtype=dtype, checkpoint=policy, clip=self.clip)
+        return StepConfig(autocast_dtype=dtype, checkpoint=block_policy(self.checkpoint), clip=self.clip)
 
 
 class Trainer:

@@ -12,7 +12,7 @@ schedules, the checkpointing transformation, and the one training step.
 
 from __future__ import annotations
 
-from helpers.core.checkpoint import POLICIES, Policy, apply_checkpointing, as_policy
+from helpers.core.checkpoint import POLICIES, Policy, apply_checkpointing, as_policy, block_policy
 from helpers.core.device import course_device
 from helpers.core.loop import train, val_loss
 from helpers.core.lr import LR_SCHEDULES, LRSchedule, as_lr_schedule
@@ -31,7 +31,7 @@ from helpers.core.task import CharTask, CharTokenizer, char_task
 
 __all__ = [
     "GPT", "LR_SCHEDULES", "POLICIES", "Block", "CharTask", "CharTokenizer", "GPTConfig", "LRSchedule", "Policy",
-    "StepConfig", "StepStats", "apply_checkpointing", "as_lr_schedule", "as_policy", "autocast", "char_task",
+    "StepConfig", "StepStats", "apply_checkpointing", "as_lr_schedule", "as_policy", "block_policy", "autocast", "char_task",
     "clip_grad_norm", "course_device", "finish_step", "forward_backward", "lm_loss", "microbatches",
     "train", "train_step", "val_loss",
 ]

@@ -249,6 +249,12 @@ def sqrt_segments(n_blocks: int) -> int:
 
 
 
+def block_policy(checkpoint: bool) -> Policy:
+    """The policy the trainer and every pipeline stage share: each transformer block recomputed
+    with ``torch.utils.checkpoint`` when ``checkpoint``, else none."""
+    return Policy("every", impl="torch") if validate.boolean("checkpoint", checkpoint) else Policy("none")
+
+
 # --------------------------------------------------------------------------- the transformation
 @dataclass(frozen=True)
 class CheckpointedSegment:

@@ -254,14 +254,9 @@ def autocast_dtype(job: PipelineJob, device: torch.device | str = "cpu") -> torc
     return torch.bfloat16 if job.amp else None
 
 
-def checkpoint_policy(job: PipelineJob) -> core.Policy:
-    """Every transformer block of a stage checkpointed with ``torch.utils.checkpoint`` (or none)."""
-    return core.Policy("every", impl="torch") if job.checkpoint else core.Policy("none")
-
-
 def step_config(job: PipelineJob, device: torch.device | str = "cpu", microbatched: bool = True) -> StepConfig:
     """The core step's options of ``job`` (``microbatched=False``: one full-batch step)."""
-    return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=checkpoint_policy(job),
+    return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=core.block_policy(job.checkpoint),
                       clip=job.clip, n_microbatches=job.n_microbatches if microbatched else 1)
 
 

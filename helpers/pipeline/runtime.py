@@ -33,14 +33,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from helpers.core.checkpoint import apply_checkpointing
+from helpers.core.checkpoint import apply_checkpointing, block_policy
 from helpers.core.step import finish_step, forward, microbatch_loss, microbatches
 from helpers.memory import record_saved_tensors
 from helpers.pipeline.job import (
     PipelineJob,
     RankResult,
     autocast_dtype,
-    checkpoint_policy,
     make_lr_scheduler,
     make_optimizer,
     rank_stages,
@@ -227,7 +226,7 @@ class RankExecutor:
         self.held = rank_stages(job, ctx.world, ctx.rank, ctx.device)
         self.sched, self.mods = self.held.schedule, self.held.mods
         self.S, self.dev = self.sched.n_stages, ctx.device
-        policy = checkpoint_policy(job)
+        policy = block_policy(job.checkpoint)
         self.layers = {s: apply_checkpointing(list(mod), policy) for s, mod in self.mods.items()}
         self.params = self.held.parameters()
         self.opt = make_optimizer(job, self.params)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 from helpers import validate
-from helpers.core.checkpoint import Policy, apply_checkpointing
+from helpers.core.checkpoint import apply_checkpointing, block_policy
 from helpers.core.step import forward
 from helpers.memory import record_saved_tensors
 
@@ -175,8 +175,7 @@ def stage_forward(stage: nn.Module, x: torch.Tensor, checkpoint: bool = False,
     ``checkpoint=True`` wraps each transformer block in ``torch.utils.checkpoint``
     (non-reentrant): the stage keeps only the blocks' inputs for backward and recomputes their
     insides (lesson 04). The recomputation runs under the same autocast state."""
-    policy = Policy("every", impl="torch") if checkpoint else Policy("none")
-    return forward(apply_checkpointing(list(stage), policy), x, autocast_dtype)
+    return forward(apply_checkpointing(list(stage), block_policy(checkpoint)), x, autocast_dtype)
 
 
 class CoreStage(nn.Module):
