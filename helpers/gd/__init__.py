@@ -7,9 +7,11 @@ Pure NumPy, float64, vectorised over *runs*: every function takes parameters of 
   (Efron et al. 2004), quadratics with a chosen condition number, and non-convex surfaces.
 - **One loop**, :func:`optimize`: batch GD, SGD and mini-batch GD are the same loop with batch
   size N, 1 and B (reshuffled every epoch, the last batch of an epoch may be smaller).
-- **Updates**: plain SGD, heavy-ball momentum, Nesterov (both in ``torch.optim.SGD``'s form) and
-  Adam (``torch.optim.Adam``'s form); :func:`torch_reference` runs torch's optimisers on the same
-  problem and batches so tests can compare step by step.
+- **Updates**: plain SGD, heavy-ball momentum, Nesterov (both in ``torch.optim.SGD``'s form),
+  AdaGrad, RMSProp, Adam and AdamW (torch's forms); :func:`torch_reference` runs torch's
+  optimisers on the same problem and batches so tests can compare step by step.
+- **Stability with batch size** (:mod:`.stability`): per-example and mini-batch curvature, the
+  mean-square stability limit of mini-batch SGD, momentum's 2x2 linear dynamics.
 - **Schedules**: constant, step, exponential, 1/t, cosine, linear warm-up (:class:`LRSchedule`, from
   :mod:`helpers.core.lr`).
 - **Divergence** is detected every step and reported ("diverged at step k: loss exceeded ..."):
@@ -25,10 +27,13 @@ from helpers.gd.loop import (
     DIVERGE_FACTOR,
     OPTIMIZERS,
     Runs,
+    adagrad_step,
     adam_step,
+    adamw_step,
     batch_order,
     momentum_step,
     optimize,
+    rmsprop_step,
     sgd_step,
     steps_per_epoch,
     torch_reference,
@@ -49,6 +54,15 @@ from helpers.gd.problems import (
     quadratic,
     xcos_surface,
 )
+from helpers.gd.stability import (
+    mean_square_radius,
+    minibatch_curvature,
+    momentum_matrix,
+    momentum_rate,
+    per_example_curvature,
+    second_moment_operator,
+    sgd_stability_limit,
+)
 from helpers.gd.theory import (
     RangeTest,
     contraction_factor,
@@ -63,6 +77,16 @@ from helpers.gd.theory import (
 )
 
 __all__ = [
+    "sgd_stability_limit",
+    "second_moment_operator",
+    "per_example_curvature",
+    "momentum_rate",
+    "momentum_matrix",
+    "minibatch_curvature",
+    "mean_square_radius",
+    "rmsprop_step",
+    "adamw_step",
+    "adagrad_step",
     "DIABETES_FEATURES",
     "DIVERGE_FACTOR",
     "DataProblem",

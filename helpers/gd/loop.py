@@ -15,7 +15,7 @@ from helpers import seeds, validate
 from helpers.core.lr import LRSchedule, as_lr_schedule
 from helpers.gd.problems import Problem, _as_runs, as_learning_rates
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 
 #: a run has diverged once its loss exceeds this multiple of max(|starting loss|, 1)
 DIVERGE_FACTOR = 1e6
@@ -51,6 +51,30 @@ def adam_step(w: np.ndarray, g: np.ndarray, lr: np.ndarray | float, m: np.ndarra
     v = b2 * v + (1 - b2) * g * g
     denom = np.sqrt(v) / math.sqrt(1 - b2**t) + eps
     return w - (lr / (1 - b1**t)) * m / denom, m, v
+
+
+def adagrad_step(w: np.ndarray, g: np.ndarray, lr: np.ndarray | float, s: np.ndarray, eps: float = 1e-10
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """AdaGrad (Duchi, Hazan & Singer 2011) as in ``torch.optim.Adagrad`` (no lr decay):
+    ``s += g^2``; ``w - lr * g / (sqrt(s) + eps)``."""
+    s = s + g * g
+    return w - lr * g / (np.sqrt(s) + eps), s
+
+
+def rmsprop_step(w: np.ndarray, g: np.ndarray, lr: np.ndarray | float, v: np.ndarray, alpha: float = 0.99,
+                 eps: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
+    """RMSProp (Tieleman & Hinton 2012, lecture 6e) as in ``torch.optim.RMSprop``:
+    ``v = alpha v + (1 - alpha) g^2``; ``w - lr * g / (sqrt(v) + eps)``."""
+    v = alpha * v + (1 - alpha) * g * g
+    return w - lr * g / (np.sqrt(v) + eps), v
+
+
+def adamw_step(w: np.ndarray, g: np.ndarray, lr: np.ndarray | float, m: np.ndarray, v: np.ndarray, t: int,
+               betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AdamW (Loshchilov & Hutter 2019) as in ``torch.optim.AdamW``: decay the weights by
+    ``lr * weight_decay`` (decoupled from the gradient), then take :func:`adam_step`."""
+    return adam_step(w * (1 - lr * weight_decay), g, lr, m, v, t, betas, eps)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -179,13 +203,21 @@ def _starts(w0: np.ndarray | Sequence[float] | None, lrs: np.ndarray, d: int) ->
 
 
 def _update(optimizer: str, W: np.ndarray, g: np.ndarray, lr: np.ndarray, a: np.ndarray, b: np.ndarray,
-            t: int, momentum: float, betas: tuple[float, float], eps: float
+            t: int, momentum: float, betas: tuple[float, float], eps: float, alpha: float, weight_decay: float
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One update of every run by ``optimizer``; returns (W, state a, state b)."""
     if optimizer == "sgd":
         return sgd_step(W, g, lr), a, b
     if optimizer == "adam":
         return adam_step(W, g, lr, a, b, t, betas, eps)
+    if optimizer == "adamw":
+        return adamw_step(W, g, lr, a, b, t, betas, eps, weight_decay)
+    if optimizer == "adagrad":
+        W_new, a = adagrad_step(W, g, lr, a, eps)
+        return W_new, a, b
+    if optimizer == "rmsprop":
+        W_new, a = rmsprop_step(W, g, lr, a, alpha, eps)
+        return W_new, a, b
     W_new, a = momentum_step(W, g, lr, a, momentum, optimizer == "nesterov")
     return W_new, a, b
 
@@ -201,6 +233,8 @@ def optimize(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    alpha: float = 0.99,
+    weight_decay: float = 0.01,
     schedule: str | LRSchedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
     seed: int | None = None,
@@ -213,7 +247,9 @@ def optimize(
     ``w0`` is one start for all runs, or one row per run (R starts with one rate is fine too).
     Batch GD, SGD and mini-batch GD are this one loop with ``batch_size`` = N (default), 1 and B;
     all runs see the same batches (reshuffled each epoch from ``seed``). Give ``steps`` or
-    ``epochs``. ``grad_noise`` > 0 adds independent N(0, grad_noise^2) noise to every gradient
+    ``epochs``. ``optimizer`` is one of :data:`OPTIMIZERS`, each in ``torch.optim``'s form;
+    ``momentum`` (heavy ball, Nesterov), ``betas``/``eps`` (Adam, AdamW; ``eps`` also AdaGrad and
+    RMSProp), ``alpha`` (RMSProp) and ``weight_decay`` (AdamW) are their settings. ``grad_noise`` > 0 adds independent N(0, grad_noise^2) noise to every gradient
     component (a model of mini-batch noise). A run whose loss exceeds ``diverge_factor`` times
     max(|starting loss|, 1) (or becomes non-finite) is stopped and reported as diverged.
     """
@@ -225,6 +261,8 @@ def optimize(
     batch_size = n if batch_size is None else validate.integer("batch_size", batch_size, 1, n)
     validate.choice("optimizer", optimizer, OPTIMIZERS)
     momentum, (b1, b2), eps = _check_rule_settings(momentum, betas, eps)
+    alpha = validate.unit_interval("alpha", alpha)
+    weight_decay = validate.unit_interval("weight_decay", weight_decay)
     diverge_factor = validate.positive_finite("diverge_factor", diverge_factor)
     _check_grad_noise(grad_noise)
     if (steps is None) == (epochs is None):
@@ -264,7 +302,7 @@ def optimize(
                 g = g + grad_noise * noise_rng.standard_normal(g.shape)
             step_lr = (lrs * factors[t])[:, None]
             W_new, state_a, state_b = _update(optimizer, W, g, step_lr, state_a, state_b, t + 1,
-                                              momentum, (b1, b2), eps)
+                                              momentum, (b1, b2), eps, alpha, weight_decay)
             W = np.where(active[:, None], W_new, W)  # diverged runs stay frozen
             elapsed += time.perf_counter() - tic
             seconds[t + 1] = elapsed
@@ -298,11 +336,13 @@ def torch_reference(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    alpha: float = 0.99,
+    weight_decay: float = 0.01,
     schedule: str | LRSchedule | None = "constant",
     w0: np.ndarray | Sequence[float] | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
-    """Run ``torch.optim`` (SGD / SGD+momentum / Nesterov / Adam) in float64 on the same problem
+    """Run ``torch.optim`` (SGD / SGD+momentum / Nesterov / Adagrad / RMSprop / Adam / AdamW) in float64 on the same problem
     and the same batches as :func:`optimize`; return the parameters after each step, (steps+1, d).
     The schedule's factors are applied through ``torch.optim.lr_scheduler.LambdaLR``.
     """
@@ -318,6 +358,12 @@ def torch_reference(
     w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     if optimizer == "adam":
         opt = torch.optim.Adam([w], lr=lr, betas=betas, eps=eps)
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW([w], lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    elif optimizer == "adagrad":
+        opt = torch.optim.Adagrad([w], lr=lr, eps=eps)
+    elif optimizer == "rmsprop":
+        opt = torch.optim.RMSprop([w], lr=lr, alpha=alpha, eps=eps)
     else:
         opt = torch.optim.SGD([w], lr=lr, momentum=0.0 if optimizer == "sgd" else momentum,
                               nesterov=optimizer == "nesterov")

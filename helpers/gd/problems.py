@@ -372,16 +372,20 @@ def _diabetes_xy(features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 DIABETES_FEATURES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 
 
-def diabetes_regression(features: Sequence[str] = ("s1", "s2"), intercept: bool = False) -> LinearRegression:
+def diabetes_regression(features: Sequence[str] = ("s1", "s2"), intercept: bool = False,
+                        standardise: bool = True) -> LinearRegression:
     """Disease progression ~ features on the diabetes data (442 patients, Efron et al. 2004).
 
     Features and target are standardised (mean 0, sd 1), so with no intercept the optimum
     intercept is exactly 0 and the loss at w = 0 is 1 (the target's variance). The default
     pair s1 (total cholesterol) and s2 (LDL) is strongly correlated (r = 0.90): an elongated
-    valley, condition number about 18.
+    valley, condition number about 18. ``standardise=False`` keeps the features in their
+    recorded units (years, mg/dl, ...; the target is still standardised): the preconditioning
+    example of lesson 02 (it needs ``intercept=True``, as the features are not centred).
     """
     X, y = _diabetes_xy(features)
-    X, y = _standardise(X), _standardise(y[:, None])[:, 0]
+    X = _standardise(X) if validate.boolean("standardise", standardise) else X
+    y = _standardise(y[:, None])[:, 0]
     names = tuple(features)
     if intercept:
         X, names = np.column_stack([np.ones(len(X)), X]), ("intercept", *names)

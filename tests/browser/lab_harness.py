@@ -472,16 +472,17 @@ class LabPage:
             time.sleep(0.25)
 
     def figure_digest(self) -> str:
-        """SHA-256 of the image data of every figure (img, canvas) in the widget's output.
+        """SHA-256 of the image data of every figure (img, canvas, plotly svg) in the widget's output.
 
-        The encoded image itself (data: or blob: URL, canvas pixels), not a screenshot, so the
-        digest changes exactly when the kernel sent a different picture.
+        The encoded image itself (data: or blob: URL, canvas pixels, the plot's SVG markup), not
+        a screenshot, so the digest changes exactly when the kernel sent a different picture.
         """
         data = self.widget_output.evaluate(
             """async (root) => {
                 const out = [];
-                for (const el of root.querySelectorAll('img, canvas')) {
+                for (const el of root.querySelectorAll('img, canvas, svg.main-svg')) {
                     if (el.tagName === 'CANVAS') { out.push(el.toDataURL()); continue; }
+                    if (el.tagName.toLowerCase() === 'svg') { out.push(el.outerHTML); continue; }
                     if (el.src.startsWith('data:')) { out.push(el.src); continue; }
                     const bytes = new Uint8Array(await (await fetch(el.src)).arrayBuffer());
                     out.push(Array.from(bytes, b => String.fromCharCode(b)).join(''));
@@ -527,6 +528,49 @@ class LabPage:
     def wait_for_new_figure(self, before: str, timeout_s: float = 30.0) -> str:
         """Wait (bounded) until a settled figure differs from `before`; returns its digest."""
         return self._settled_figure(before, timeout_s)
+
+    def redraw_latency_ms(self, description: str, value: object, timeout_s: float = 30.0) -> float:
+        """Milliseconds from committing a new value of a slider (its Enter key) to the browser
+        painting the changed plot: the first animation frame after the plot's curves (the paths
+        of its scatter layers) differ from before. Kernel compute, messages and drawing included.
+        """
+        self.widget_output.evaluate(
+            """(root) => {
+                const fig = root.querySelector('.gd-figure') || root;
+                const snap = () => Array.from(fig.querySelectorAll('.scatterlayer path'))
+                    .map(p => p.getAttribute('d')).join('|');
+                const lat = window.__courseLatency = {t0: null, t1: null, before: snap()};
+                const onKey = e => { if (e.key === 'Enter' && lat.t0 === null) lat.t0 = performance.now(); };
+                document.addEventListener('keydown', onKey, true);
+                const obs = new MutationObserver(() => {
+                    if (lat.t0 === null || lat.t1 !== null || snap() === lat.before) return;
+                    obs.disconnect();
+                    document.removeEventListener('keydown', onKey, true);
+                    requestAnimationFrame(() => { lat.t1 = performance.now(); });
+                });
+                obs.observe(fig, {subtree: true, childList: true, attributes: true});
+            }"""
+        )
+        self.set_control(description, value)
+        try:
+            self.page.wait_for_function(
+                "() => window.__courseLatency && window.__courseLatency.t1 !== null",
+                timeout=timeout_s * 1000,
+            )
+        except Exception as exc:  # playwright's TimeoutError
+            raise WidgetCheckFailed(
+                f"{self.name}: the plot did not change within {timeout_s:.0f} s of setting "
+                f"{description!r} to {value!r}{self.diagnosis()}"
+            ) from exc
+        return float(self.page.evaluate("() => window.__courseLatency.t1 - window.__courseLatency.t0"))
+
+    def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Wait (bounded) until the kernel is idle (the widget's callbacks have finished)."""
+        deadline = time.monotonic() + timeout_s
+        while self._cell_state()["kernel"] != "idle":
+            if time.monotonic() > deadline:
+                raise WidgetCheckFailed(f"{self.name}: the kernel stayed busy for {timeout_s:.0f} s")
+            time.sleep(0.05)
 
     def screenshot(self, label: str) -> Path:
         """Save a full-page screenshot to the artefact directory; returns its path."""

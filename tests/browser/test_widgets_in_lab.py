@@ -12,11 +12,34 @@ checks fail on a widget whose callbacks raise.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import statistics
+from pathlib import Path
 
 import pytest
 
-from .lab_harness import NOTEBOOKS, LabPage
+from .lab_harness import ARTIFACTS, NOTEBOOKS, LabPage
+
+#: slider -> updated picture, median over the moves: the target of issue 14, asserted by
+#: `make bench` (COURSE_LATENCY_STRICT=1). Measured 135-146 ms (median) on the course machine,
+#: too close to the target for a shared CI machine, where the bound is a guard against the
+#: 0.3-0.6 s PNG re-render coming back.
+LATENCY_TARGET_MS = 150.0 if os.environ.get("COURSE_LATENCY_STRICT") == "1" else 250.0
+
+
+def record_latency(key: str, samples: list[float]) -> dict[str, float]:
+    """Median and spread of the latencies; written to COURSE_LATENCY_OUT (make bench) or artifacts/."""
+    s = sorted(samples)
+    summary = {"median_ms": statistics.median(s), "min_ms": s[0], "max_ms": s[-1], "n": len(s),
+               "p25_ms": s[len(s) // 4], "p75_ms": s[(3 * len(s)) // 4]}
+    out = Path(os.environ.get("COURSE_LATENCY_OUT", ARTIFACTS / "widget_latency.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(out.read_text()) if out.is_file() else {}
+    data[key] = summary
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    return summary
 
 pytestmark = pytest.mark.browser
 
@@ -72,6 +95,43 @@ def test_learning_rate_widget_redraws_and_marks_divergence(lab: LabPage) -> None
     assert float(lab.control_value("rate 4")) == 1.5
     lab.assert_no_errors()
     lab.screenshot("diverged")
+
+    lab.set_control("batch size", "1")  # the stability note depends on the batch size
+    lab.wait_for_text(r"sgd, batch 1: mean-square stable below 0\.\d\d × 2/L")
+    lab.set_control("batch size", "full")
+    lab.wait_for_text(r"sgd, full batch: stable on a quadratic below 1 × 2/L")
+
+    # Latency: 4 rates x 200 steps, slider -> painted picture, over 12 moves (issue 14).
+    lab.wait_idle()
+    samples = []
+    for value in (0.3, 0.6, 0.9, 0.45, 0.75, 0.2, 0.85, 0.55, 0.35, 0.95, 0.65, 0.4):
+        samples.append(lab.redraw_latency_ms("rate 3", value))
+        lab.wait_idle()
+    summary = record_latency("lesson 01 learning-rate widget (4 rates x 200 steps)", samples)
+    assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
+    lab.assert_no_errors()
+
+
+@lesson("02_sgd_minibatch.ipynb")
+@pytest.mark.timeout(240)
+def test_batch_widget_answers_fast(lab: LabPage) -> None:
+    lab.open("02_sgd_minibatch.ipynb")
+    lab.run_through("lr_batch_widget(", timeout_s=150)
+    lab.wait_for_controls("rate 1", "batch 1", "epochs")
+    lab.assert_no_errors()
+    lab.wait_for_text(r"pair 3: η = 0\.16, B = 128")
+    lab.current_figure()
+    samples = []
+    for value in (0.02, 0.005, 0.03, 0.008, 0.015, 0.04, 0.006, 0.025, 0.012, 0.035):
+        samples.append(lab.redraw_latency_ms("rate 1", value))
+        lab.wait_idle()
+    lab.wait_for_text(r"pair 1: η = 0\.035, B = 8")
+    summary = record_latency("lesson 02 (rate, batch) widget at its defaults", samples)
+    assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
+    lab.set_control("rate 3", 0.5)  # past the cliff at B = 128: diverges
+    lab.wait_for_text(r"pair 3: η = 0\.5, B = 128: diverged at step \d+")
+    lab.assert_no_errors()
+    lab.screenshot("changed")
 
 
 def bubble(p: int, m: int, v: int = 1) -> float:

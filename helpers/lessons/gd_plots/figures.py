@@ -29,6 +29,8 @@ FULL = 0
 #: batch sizes offered by the widgets (None = full batch)
 WIDGET_BATCHES = (None, 1, 8, 32, 128)
 DIVERGED_COLOR = "#D55E00"
+#: run colours: the palette without the divergence colour, so a run is never drawn in it
+RUN_COLORS = [c for c in PALETTE if c != DIVERGED_COLOR]
 
 
 @cache
@@ -137,7 +139,7 @@ def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] 
     xs = {"step": np.arange(runs.steps + 1), "epoch": runs.epochs, "grad_evals": runs.grad_evals}[x]
     offset = loss_offset(problem)
     for r in range(runs.n_runs):
-        color = PALETTE[r % len(PALETTE)]
+        color = RUN_COLORS[r % len(RUN_COLORS)]
         k = runs.valid(r)
         path = runs.params[:k, r]
         lab = _label(runs, r, labels[r])
@@ -156,7 +158,7 @@ def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] 
     n_div = int(runs.diverged.sum())
     status = f"{n_div} of {runs.n_runs} runs diverged" if n_div else "no run diverged"
     fig.suptitle(f"{title or problem.name} — {status}", fontsize=10)
-    fig.legend(*ax_l.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.legend(*ax_l.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=9)
     fig.tight_layout(rect=(0, 0.06 * math.ceil(runs.n_runs / 2), 1, 1))
     return fig
 
@@ -200,26 +202,28 @@ def trace_1d_figure(results: dict[str, np.ndarray], f, title: str = "") -> Figur
 
 # ------------------------------------------------------------- lesson 02 figures
 def variants_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
-    """Loss - min against epochs, gradient evaluations and compute seconds for several variants;
+    """Loss - min against epochs (= gradient evaluations / n), updates and compute seconds;
     diverged runs stop where they diverged, marked x."""
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6), sharey=True)
     offset = loss_offset(problem)
     n_lines = 0
     for i, (label, runs) in enumerate(results.items()):
         for r in range(runs.n_runs):
-            color = PALETTE[(i + r) % len(PALETTE)]
+            color = RUN_COLORS[(i + r) % len(RUN_COLORS)]
             k = runs.valid(r)
             gap = np.maximum(runs.loss[:k, r] - offset, FLOOR)
             lab = _label(runs, r, label if runs.n_runs == 1 else f"{label}, lr {runs.lrs[r]:.3g}")
             n_lines += 1
-            for ax, xs in zip(axes, (runs.epochs, runs.grad_evals, runs.seconds), strict=True):
+            steps = np.arange(runs.steps + 1)
+            for ax, xs in zip(axes, (runs.epochs, steps, runs.seconds), strict=True):
                 ax.plot(xs[:k], gap, color=color, lw=1.2, label=lab if ax is axes[0] else None)
                 if runs.diverged[r]:
                     ax.plot(xs[k - 1], gap[-1], "x", color=DIVERGED_COLOR, ms=9, mew=2.2)
     axes[0].set(yscale="log", xlabel="epoch", ylabel="loss - min")
-    axes[1].set(xscale="log", xlabel="gradient evaluations (examples)")
+    axes[1].set_xscale("symlog", linthresh=1.0)  # step 0 (the start) stays on the axis
+    axes[1].set(xlabel="updates (steps), symlog")
     axes[2].set(xlabel="compute seconds (this machine)")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=9)
     fig.tight_layout(rect=(0, 0.07 * math.ceil(n_lines / 2), 1, 1))
     return fig
 
@@ -233,7 +237,7 @@ def noise_variance_figure(batch_sizes: np.ndarray, measured: dict[str, np.ndarra
         ax.plot(batch_sizes, theory[label], "-", color=PALETTE[i], lw=1, label=f"theory, {label}")
     ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="E||g_B - g||²",
            title="gradient noise falls like 1/B")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -246,11 +250,11 @@ def noise_ball_figure(lrs: np.ndarray, measured: np.ndarray, theory: np.ndarray,
     a.plot(lrs, measured, "o", label="measured (many chains)")
     a.plot(lrs, theory, "-", lw=1, label="η²σ² / (1 - (1 - ηa)²)")
     a.set(xscale="log", yscale="log", xlabel="learning rate η", ylabel="stationary Var[x]", title="noise ball")
-    a.legend(fontsize=8)
+    a.legend(fontsize=9)
     for i, (label, xs) in enumerate(paths.items()):
         b.plot(np.abs(xs), color=PALETTE[i], lw=0.8, label=label)
     b.set(yscale="log", xlabel="step", ylabel="|x - x*|", title="one chain each")
-    b.legend(fontsize=8)
+    b.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -266,7 +270,7 @@ def range_test_figure(rt: gd.RangeTest, cliff: float | None = None) -> Figure:
         ax.axvline(cliff, color=DIVERGED_COLOR, ls=":", label=f"2/L = {cliff:.3g}")
     ax.set(xscale="log", yscale="log", xlabel="learning rate (growing each step)", ylabel="loss",
            title="learning-rate range test")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -284,6 +288,6 @@ def scaling_figure(batch_sizes: np.ndarray, final_gap: dict[str, np.ndarray], cl
         ax.axvline(cliff_batch, color=DIVERGED_COLOR, ls=":", lw=1, label="scaled lr reaches 2/L")
     ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="loss - min after the epochs",
            title="linear scaling rule")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ in an ``ipywidgets.Image``, which works in any front end)."""
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Sequence
@@ -27,7 +28,6 @@ from helpers.lessons.gd_plots.figures import (
     variants_figure,
     widget_problem,
 )
-from helpers.plots import figure_png
 
 
 # ------------------------------------------------------------------ widget plumbing
@@ -89,8 +89,6 @@ def lr_report(settings: LRSettings, runs: gd.Runs) -> list[str]:
 
 def _html_lines(lines: Sequence[str]) -> str:
     """Report lines as HTML; lines about a diverged run in the divergence colour."""
-    import html  # small, but only the widget report needs it
-
     return "<br>".join(f'<span style="color:{DIVERGED_COLOR}"><b>{html.escape(t)}</b></span>' if "diverged" in t
                        else html.escape(t) for t in lines)
 
@@ -131,37 +129,75 @@ def measure_redraw(settings: LRSettings | None = None, repeats: int = 20, draw_r
             "rates": len(settings.rates), "steps": settings.steps}
 
 
+def stability_note(optimizer: str, batch_size: int | None, problem: gd.Problem, momentum: float = 0.9) -> str:
+    """What limits the rate for this optimiser *and batch size*, in units of 2/L."""
+    full = batch_size is None or batch_size >= problem.n_examples
+    limit = gd.stability_limit(optimizer, momentum) if optimizer in ("sgd", "momentum", "nesterov") else None
+    if limit is None:
+        return (f"{optimizer}: no fixed limit in units of 2/L (its step is about η per coordinate, "
+                "whatever the curvature)")
+    if full:
+        return f"{optimizer}, full batch: stable on a quadratic below {limit:.3g} × 2/L"
+    if optimizer == "sgd" and isinstance(problem, gd.LinearRegression):
+        ms = gd.sgd_stability_limit(problem, batch_size) * curvature(problem) / 2
+        return (f"sgd, batch {batch_size}: mean-square stable below {ms:.2f} × 2/L (Wu, Ma & E 2018), "
+                f"not 1 × 2/L: small batches have larger curvature (lesson 02, section 7)")
+    return (f"{optimizer}: {limit:.3g} × 2/L is the full-batch limit; batch {batch_size} lowers it "
+            "(small batches have larger curvature, lesson 02)")
+
+
+def _busy_guard(busy, errors, work):  # noqa: ANN001, ANN202 - ipywidgets objects, a callable
+    """Run ``work`` showing a busy mark, with any exception shown in the cell (``errors``)."""
+
+    def run(**values: object) -> None:
+        busy.value = "<i>computing…</i>"
+        if errors.outputs:  # a previous error is gone once a setting works
+            errors.clear_output()
+        try:
+            with errors:
+                work(**values)
+        finally:
+            busy.value = ""
+
+    return run
+
+
 def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - ipywidgets.VBox
     """The lesson-01 widget: four rates (units of 2/L, each with a 'use' box), optimiser,
     batch size, steps and problem. Controls carry stable descriptions ("rate 1".."rate 4",
-    "use 1".."use 4", "optimizer", "batch size", "steps", "problem"). The figure is an
-    ``ipywidgets.Image`` (CSS class ``gd-figure``), redrawn on every change; the report below it
-    (CSS class ``gd-report``) says 'diverged at step k: ...' for a diverged run.
+    "use 1".."use 4", "optimizer", "batch size", "steps", "problem"). The figure is a plotly
+    ``FigureWidget`` (CSS class ``gd-figure``) updated in place, live while a slider is dragged;
+    the report below it (CSS class ``gd-report``) says 'diverged at step k: ...' for a diverged
+    run and what limits the rate for the chosen optimiser and batch size. Errors in a callback
+    are shown in the cell.
     """
     import ipywidgets as w  # optional: only the widget needs ipywidgets
 
+    from helpers.lessons.gd_plots import live
+
     s = settings or LRSettings()
     style = {"description_width": "70px"}
-    rates = [w.FloatLogSlider(value=v, base=10, min=-3, max=math.log10(2.0), step=0.01, readout_format=".3g",
-                              description=f"rate {i + 1}", continuous_update=False, style=style)
-             for i, v in enumerate(s.rates)]
-    rates += [w.FloatLogSlider(value=1.05, base=10, min=-3, max=math.log10(2.0), step=0.01, readout_format=".3g",
-                               description=f"rate {i + 1}", continuous_update=False, style=style)
-              for i in range(len(rates), 4)]
+    defaults = list(s.rates) + [1.05] * (4 - len(s.rates))
+    rates = [w.FloatLogSlider(value=v, base=10, min=-3, max=math.log10(2.0), step=0.001, readout_format=".3g",
+                              description=f"rate {i + 1}", continuous_update=True, style=style)
+             for i, v in enumerate(defaults)]
     uses = [w.Checkbox(value=i < len(s.rates), description=f"use {i + 1}", indent=False,
                        layout=w.Layout(width="80px")) for i in range(4)]
     optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
     # ipywidgets treats value=None as "nothing selected", so "full" is the sentinel FULL (0) here
     batch = w.Dropdown(options=[("full", FULL)] + [(str(b), b) for b in WIDGET_BATCHES if b],
                        value=s.batch_size or FULL, description="batch size", style=style)
-    steps = w.IntSlider(value=s.steps, min=10, max=500, step=10, description="steps", continuous_update=False,
+    steps = w.IntSlider(value=s.steps, min=10, max=500, step=10, description="steps", continuous_update=True,
                         style=style)
     problem = w.Dropdown(options=[(k, v) for k, v in WIDGET_PROBLEMS.items()], value=s.problem,
                          description="problem", style=style, layout=w.Layout(width="330px"))
     report = w.HTML(layout=w.Layout(min_height="90px"))
     report.add_class("gd-report")
-    image = w.Image(format="png", layout=w.Layout(width="760px"))
-    image.add_class("gd-figure")
+    busy, errors, heading = w.HTML(layout=w.Layout(height="22px")), w.Output(), w.HTML()
+    heading.add_class("gd-heading")
+    figure = live.lr_live_figure(4)
+    figure.add_class("gd-figure")
+    shown = {"problem": None}
 
     def redraw(**values: object) -> None:
         used = [i for i in range(4) if values[f"use{i}"]] or [0]
@@ -171,18 +207,26 @@ def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - 
         batch.disabled = prob.n_examples == 1
         cfg = LRSettings(rates=chosen, optimizer=values["optimizer"], batch_size=b, steps=values["steps"],
                          problem=values["problem"], momentum=s.momentum, seed=s.seed, names=names)
-        runs, fig, lines = compare_learning_rates(cfg)
-        limit = gd.stability_limit(cfg.optimizer, cfg.momentum)
-        cliff = f"stability limit on a quadratic for {cfg.optimizer}: {limit:.3g} × 2/L" if limit else \
-            "adam: no fixed limit in units of 2/L (its step is about η per coordinate)"
-        image.value = figure_png(fig)
-        report.value = _html_lines(lines) + f"<br><i>{cliff}</i>"
+        runs, prob = lr_comparison_runs(cfg)
+        n_div = int(runs.diverged.sum())
+        batch_name = "full batch" if runs.batch_size == runs.n_examples else f"batch {runs.batch_size}"
+        title = (f"{prob.name} · {cfg.optimizer}, {batch_name} — "
+                 + (f"{n_div} of {runs.n_runs} runs diverged" if n_div else "no run diverged"))
+        with figure.batch_update():
+            if shown["problem"] != values["problem"]:
+                live.set_lr_problem(figure, prob)
+                shown["problem"] = values["problem"]
+            live.set_lr_runs(figure, runs, prob, lr_labels(cfg, runs))
+        heading.value = f"<b>{html.escape(title)}</b>"  # not the plot's title: a layout change redraws it all
+        note = stability_note(cfg.optimizer, b, prob, cfg.momentum)
+        report.value = _html_lines(lr_report(cfg, runs)) + f"<br><i>{note}</i>"
 
     controls = {f"rate{i}": r for i, r in enumerate(rates)} | {f"use{i}": u for i, u in enumerate(uses)}
     controls |= {"optimizer": optimizer, "batch": batch, "steps": steps, "problem": problem}
-    _bind(controls, redraw)
+    _bind(controls, _busy_guard(busy, errors, redraw))
     rows = [w.HBox([rates[i], uses[i]]) for i in range(4)]
-    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([problem, optimizer, batch, steps])]), image, report])
+    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([problem, optimizer, batch, steps])]), w.HBox([heading, busy]),
+                 figure, report, errors])
     ui.add_class("gd-lr-widget")
     return ui
 
@@ -238,36 +282,46 @@ def lr_batch_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
 
 
 def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipywidgets.VBox
-    """The lesson-02 widget: up to three (rate, batch size) pairs ("rate 1"/"batch 1", ...) and epochs."""
+    """The lesson-02 widget: up to three (rate, batch size) pairs ("rate 1"/"batch 1", ...) and
+    epochs; a plotly ``FigureWidget`` (CSS class ``gd-figure``) updated in place."""
     import ipywidgets as w  # optional: only the widget needs ipywidgets
+
+    from helpers.lessons.gd_plots import live
 
     s = settings or PairSettings()
     style = {"description_width": "60px"}
     pairs = list(s.pairs) + [(0.05, 32)] * (3 - len(s.pairs))
-    rates = [w.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.05, readout_format=".3g",
-                              description=f"rate {i + 1}", continuous_update=False, style=style)
+    rates = [w.FloatLogSlider(value=lr, base=10, min=-4, max=0, step=0.001, readout_format=".3g",
+                              description=f"rate {i + 1}", continuous_update=True, style=style)
              for i, (lr, _) in enumerate(pairs[:3])]
     batches = [w.Dropdown(options=[("full", FULL)] + [(str(v), v) for v in (1, 2, 4, 8, 16, 32, 64, 128, 256)],
                           value=b or FULL, description=f"batch {i + 1}", style=style, layout=w.Layout(width="170px"))
                for i, (_, b) in enumerate(pairs[:3])]
-    epochs = w.IntSlider(value=s.epochs, min=1, max=50, description="epochs", continuous_update=False, style=style)
+    epochs = w.IntSlider(value=s.epochs, min=1, max=50, description="epochs", continuous_update=True, style=style)
     optimizer = w.Dropdown(options=list(gd.OPTIMIZERS), value=s.optimizer, description="optimizer", style=style)
     report = w.HTML()
     report.add_class("gd-report")
-    image = w.Image(format="png", layout=w.Layout(width="840px"))
-    image.add_class("gd-figure")
+    busy, errors, heading = w.HTML(layout=w.Layout(height="22px")), w.Output(), w.HTML()
+    heading.add_class("gd-heading")
+    figure = live.batch_live_figure(3)
+    figure.add_class("gd-figure")
 
     def redraw(**v: object) -> None:
         cfg = PairSettings(pairs=tuple((v[f"rate{i}"], v[f"batch{i}"] or None) for i in range(3)), epochs=v["epochs"],
                            optimizer=v["optimizer"], problem=s.problem, seed=s.seed)
         results, problem = lr_batch_runs(cfg)
-        image.value = figure_png(lr_batch_figure(results, problem))
+        n_div = sum(int(r.diverged[0]) for r in results.values())
+        title = f"{problem.name} — " + (f"{n_div} of {len(results)} runs diverged" if n_div else "no run diverged")
+        with figure.batch_update():
+            live.set_batch_runs(figure, results, problem)
+        heading.value = f"<b>{html.escape(title)}</b>"
         report.value = _html_lines(lr_batch_report(results, problem))
 
     controls = {f"rate{i}": r for i, r in enumerate(rates)} | {f"batch{i}": b for i, b in enumerate(batches)}
     controls |= {"epochs": epochs, "optimizer": optimizer}
-    _bind(controls, redraw)
+    _bind(controls, _busy_guard(busy, errors, redraw))
     rows = [w.HBox([rates[i], batches[i]]) for i in range(3)]
-    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([epochs, optimizer])]), image, report])
+    ui = w.VBox([w.HBox([w.VBox(rows), w.VBox([epochs, optimizer])]), w.HBox([heading, busy]), figure, report,
+                 errors])
     ui.add_class("gd-batch-widget")
     return ui

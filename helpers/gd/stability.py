@@ -1,0 +1,100 @@
+"""Why SGD's safe learning rate shrinks with the batch size (lesson 02), and the linear dynamics
+of momentum on a quadratic (the heavy-ball eigen-analysis of Polyak 1964 and Goh 2017).
+
+For least squares, ``loss = mean_i (x_i.w - y_i)^2``, example i has the Hessian
+``h_i = 2 x_i x_i^T``, a rank-one matrix whose only non-zero eigenvalue is ``2 |x_i|^2`` (its
+*curvature*). A mini-batch step multiplies the error by ``I - lr H_B`` with
+``H_B = mean_{i in B} h_i``; it contracts along every direction only if ``lr < 2 / lmax(H_B)``,
+and ``lmax(H_B)`` scatters more, and higher, the smaller the batch.
+
+Whether the iterates stay bounded *on average* is the mean-square (second-moment) stability
+of Wu, Ma & E (2018, NeurIPS, "How SGD selects the global minima...", sec. 3): the second moment
+``M = E[e e^T]`` evolves by the linear map ``M -> E[(I - lr H_B) M (I - lr H_B)]``, and SGD is
+stable while that map's spectral radius is below 1. With B examples drawn with replacement,
+``E[H_B (x) H_B] = E[h (x) h] / B + (1 - 1/B) H (x) H``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from helpers import seeds, validate
+from helpers.gd.problems import LinearRegression
+
+
+def _linear(problem: LinearRegression) -> LinearRegression:
+    if not isinstance(problem, LinearRegression):
+        raise TypeError(f"problem must be a helpers.gd.LinearRegression, got {type(problem).__name__}")
+    return problem
+
+
+def per_example_curvature(problem: LinearRegression) -> np.ndarray:
+    """The curvature of each example's loss: the only non-zero eigenvalue of 2 x_i x_i^T, 2 |x_i|^2."""
+    X = _linear(problem).X
+    return 2 * np.einsum("ij,ij->i", X, X)
+
+
+def minibatch_curvature(problem: LinearRegression, batch_size: int, samples: int = 2000,
+                        seed: int | None = None) -> np.ndarray:
+    """lmax(H_B) for ``samples`` random mini-batches of ``batch_size`` examples (without
+    replacement, as one epoch's batches are): the top eigenvalue of each mini-batch Hessian."""
+    seed = seeds.resolve(seed, 0)
+    X = _linear(problem).X
+    n = X.shape[0]
+    batch_size = validate.integer("batch_size", batch_size, 1, n)
+    samples = validate.integer("samples", samples, 1)
+    rng = np.random.default_rng(seed)
+    idx = np.argsort(rng.random((samples, n)), axis=1)[:, :batch_size]
+    Xb = X[idx]  # (samples, B, d)
+    H = 2 / batch_size * np.einsum("sbi,sbj->sij", Xb, Xb)
+    return np.linalg.eigvalsh(H)[:, -1]
+
+
+def second_moment_operator(problem: LinearRegression, lr: float, batch_size: int) -> np.ndarray:
+    """The d^2 x d^2 matrix of M -> E[(I - lr H_B) M (I - lr H_B)] for batches of ``batch_size``
+    examples drawn with replacement (Wu, Ma & E 2018)."""
+    X = _linear(problem).X
+    n, d = X.shape
+    batch_size = validate.integer("batch_size", batch_size, 1)
+    H = problem.hessian()
+    outer = np.einsum("ni,nj->nij", X, X)  # x x^T per example
+    E_hh = 4 * np.einsum("nij,nkl->ikjl", outer, outer).reshape(d * d, d * d) / n  # E[h (x) h]
+    eye = np.eye(d)
+    E_HH = E_hh / batch_size + (1 - 1 / batch_size) * np.kron(H, H)
+    return np.kron(eye, eye) - lr * (np.kron(H, eye) + np.kron(eye, H)) + lr**2 * E_HH
+
+
+def mean_square_radius(problem: LinearRegression, lr: float, batch_size: int) -> float:
+    """Spectral radius of :func:`second_moment_operator`: below 1, E|error|^2 shrinks."""
+    lr = validate.positive_finite("lr", lr)
+    return float(np.max(np.abs(np.linalg.eigvals(second_moment_operator(problem, lr, batch_size)))))
+
+
+def sgd_stability_limit(problem: LinearRegression, batch_size: int, tol: float = 1e-4) -> float:
+    """The largest constant rate at which mini-batch SGD is mean-square stable, by bisection on
+    :func:`mean_square_radius` (it lies in (0, 2/L]; B -> infinity gives 2/L, full-batch GD)."""
+    tol = validate.positive_finite("tol", tol)
+    lo, hi = 0.0, 2 / _linear(problem).L
+    while hi - lo > tol * hi:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mean_square_radius(problem, mid, batch_size) < 1 else (lo, mid)
+    return lo
+
+
+# ---------------------------------------------------------- momentum's linear dynamics
+def momentum_matrix(lr: float, momentum: float, curvature: float, nesterov: bool = False) -> np.ndarray:
+    """The 2 x 2 map of (error w, buffer b) for one step of torch's heavy ball / Nesterov on
+    f = curvature/2 * w^2: b' = beta b + lam w; heavy ball w' = w - lr b',
+    Nesterov w' = w - lr (lam w + beta b')."""
+    lam, beta = float(curvature), validate.unit_interval("momentum", momentum)
+    if nesterov:
+        return np.array([[1 - lr * lam - lr * beta * lam, -lr * beta * beta], [lam, beta]])
+    return np.array([[1 - lr * lam, -lr * beta], [lam, beta]])
+
+
+def momentum_rate(lr: float, momentum: float, curvatures: np.ndarray | float, nesterov: bool = False) -> float:
+    """Asymptotic error factor per step: the largest spectral radius of :func:`momentum_matrix`
+    over the eigenvalues ``curvatures`` of the Hessian (>= 1: no convergence)."""
+    lams = np.atleast_1d(np.asarray(curvatures, dtype=float))
+    return float(max(np.max(np.abs(np.linalg.eigvals(momentum_matrix(lr, momentum, lam, nesterov))))
+                     for lam in lams))
