@@ -1,5 +1,6 @@
 import contextlib
 import io
+import re
 
 import matplotlib
 
@@ -72,17 +73,35 @@ def test_widget_controls_redraw_and_report_divergence():
         assert {"rate 1", "rate 2", "rate 3", "rate 4", "use 1", "optimizer", "batch size", "steps", "problem"} <= descriptions
         report = _widgets(ui, lambda w: "gd-report" in getattr(w, "_dom_classes", ()))[0]
         assert "diverged" not in report.value
-        image = _widgets(ui, lambda w: "gd-figure" in getattr(w, "_dom_classes", ()))[0]
-        before = bytes(image.value)
-        assert before.startswith(b"\x89PNG")
+        figure = _widgets(ui, lambda w: "gd-figure" in getattr(w, "_dom_classes", ()))[0]
+        assert len(figure.data[0].z) == 90  # the contours of the chosen problem
+        before = list(figure.data[2].x)
+        assert len(before) == 201  # rate 1's path: start + 200 steps
         rate1 = _widgets(ui, lambda w: getattr(w, "description", None) == "rate 1")[0]
         rate1.value = 1.5  # past the cliff at 1.0 (units of 2/L)
-        assert bytes(image.value) != before  # redrawn
+        assert list(figure.data[2].x) != before  # redrawn in place
+        assert len(figure.data[-2].x) == 1  # the divergence mark on the contour panel
         assert "rate 1 = 1.5 × 2/L" in report.value and "diverged at step" in report.value
         _widgets(ui, lambda w: getattr(w, "description", None) == "use 2")[0].value = False
         assert "rate 2" not in report.value and "rate 3 = 0.5 × 2/L" in report.value
+        assert "sgd, full batch: stable on a quadratic below 1 × 2/L" in report.value
+        _widgets(ui, lambda w: getattr(w, "description", None) == "batch size")[0].value = 1
+        assert re.search(r"sgd, batch 1: mean-square stable below 0\.\d\d × 2/L", report.value)
         _widgets(ui, lambda w: getattr(w, "description", None) == "problem")[0].value = "nonconvex"
         assert _widgets(ui, lambda w: getattr(w, "description", None) == "batch size")[0].disabled
+        errors = _widgets(ui, lambda w: type(w).__name__ == "Output")[0]
+        assert not errors.outputs
+
+
+def test_stability_note_depends_on_batch_size():
+    p = gd_plots.widget_problem("diabetes")
+    full = gd_plots.stability_note("sgd", None, p)
+    b1 = gd_plots.stability_note("sgd", 1, p)
+    b32 = gd_plots.stability_note("sgd", 32, p)
+    limits = [float(re.search(r"below ([0-9.]+) ×", t).group(1)) for t in (b1, b32, full)]
+    assert limits[0] < limits[1] < limits[2] == 1.0
+    assert "no fixed limit" in gd_plots.stability_note("adam", 8, p)
+    assert "full-batch limit" in gd_plots.stability_note("momentum", 8, p)
 
 
 def test_measure_redraw_reports_both_parts():
@@ -98,7 +117,7 @@ def test_lr_batch_pairs_and_widget():
     assert lines[0].startswith("pair 1: η = 0.02, B = 8: loss - min")
     assert "diverged at step" in lines[1]  # 0.4 > 2/L for the 10-feature regression
     fig = gd_plots.lr_batch_figure(results, problem)
-    assert "1 of 2 runs diverged" in fig._suptitle.get_text()
+    assert "1 of 2 runs diverged" in fig.get_suptitle()
     with contextlib.redirect_stdout(io.StringIO()):
         ui = gd_plots.lr_batch_widget()
         report = _widgets(ui, lambda w: "gd-report" in getattr(w, "_dom_classes", ()))[0]

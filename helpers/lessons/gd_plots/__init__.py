@@ -47,6 +47,7 @@ from helpers.lessons.gd_plots.widgets import (
     lr_labels,
     lr_report,
     measure_redraw,
+    stability_note,
 )
 from helpers.plots import figure_png
 
@@ -77,6 +78,7 @@ __all__ = [
     "loss_offset",
     "range_test_figure",
     "scaling_figure",
+    "stability_note",
     "surface_figure",
     "trace_1d_figure",
     "trajectory_figure",

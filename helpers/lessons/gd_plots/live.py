@@ -61,7 +61,7 @@ def _minima(problem: gd.Problem) -> np.ndarray:
 def lr_live_figure(n_runs: int = 4):  # noqa: ANN201 - plotly.graph_objects.FigureWidget
     """An empty lesson-01 figure: contours + ``n_runs`` paths (left), loss - min per step (right)."""
     import plotly.graph_objects as go  # optional: only the live widgets need plotly
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # optional, as above
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.1,
                         subplot_titles=("paths on the loss contours", "loss - min (log scale)"))
@@ -136,7 +136,7 @@ def set_lr_runs(fig, runs: gd.Runs, problem: gd.Problem, labels: Sequence[str]) 
 def batch_live_figure(n_pairs: int = 3):  # noqa: ANN201 - plotly.graph_objects.FigureWidget
     """An empty lesson-02 figure: loss - min against epochs, updates and compute seconds."""
     import plotly.graph_objects as go  # optional: only the live widgets need plotly
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # optional, as above
 
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=("per epoch", "per update (step)", "per compute second"))

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from helpers import gd, seeds, validate
 
 #: problems offered by the learning-rate widget (name -> factory); all have a 2-D parameter
+from helpers.lessons.gd_plots import live
 from helpers.lessons.gd_plots.figures import (
     DIVERGED_COLOR,
     FULL,
@@ -173,8 +174,6 @@ def learning_rate_widget(settings: LRSettings | None = None):  # noqa: ANN201 - 
     """
     import ipywidgets as w  # optional: only the widget needs ipywidgets
 
-    from helpers.lessons.gd_plots import live
-
     s = settings or LRSettings()
     style = {"description_width": "70px"}
     defaults = list(s.rates) + [1.05] * (4 - len(s.rates))
@@ -285,8 +284,6 @@ def lr_batch_widget(settings: PairSettings | None = None):  # noqa: ANN201 - ipy
     """The lesson-02 widget: up to three (rate, batch size) pairs ("rate 1"/"batch 1", ...) and
     epochs; a plotly ``FigureWidget`` (CSS class ``gd-figure``) updated in place."""
     import ipywidgets as w  # optional: only the widget needs ipywidgets
-
-    from helpers.lessons.gd_plots import live
 
     s = settings or PairSettings()
     style = {"description_width": "60px"}
