@@ -114,6 +114,9 @@ class CodeExercise:
             except Exception as exc:
                 print(f"{self.name}: case {k} of {len(self.cases)} raised {type(exc).__name__}: {exc}. Hint: {self.hint}")
                 return False
+            if got is None and k == 1:
+                print(f"{self.name}: waiting for your code (the function returns None)")
+                return False
             if not _same(got, want, self.rtol, self.atol):
                 print(f"{self.name}: not quite (case {k} of {len(self.cases)} differs). Hint: {self.hint}")
                 return False

@@ -108,17 +108,24 @@ def compare_learning_rates(settings: LRSettings | None = None, **kwargs) -> tupl
 
 
 def measure_redraw(settings: LRSettings | None = None, repeats: int = 20, draw_repeats: int = 3) -> dict[str, float]:
-    """Median milliseconds of one redraw's compute (all runs: one vectorised optimize call) and,
-    separately, of building and rendering its figure with Agg. Defaults: 4 rates x 200 steps."""
+    """Median milliseconds of the kernel's share of one redraw: the compute (all runs: one
+    vectorised optimize call), the update of the live plotly figure, and (for comparison) a full
+    matplotlib Agg render of the static figure. Defaults: 4 rates x 200 steps. The browser's
+    share is measured by the browser test (tests/browser)."""
     settings = settings or LRSettings(rates=(0.05, 0.5, 0.95, 1.05), steps=200)
     repeats = validate.integer("repeats", repeats, 1)
     draw_repeats = validate.integer("draw_repeats", draw_repeats, 1)
     widget_problem(settings.problem)  # build the data once, as the widget does
-    compute = []
+    compute, update = [], []
+    figure = live.lr_live_figure(len(settings.rates))
     for _ in range(repeats):
         t0 = time.perf_counter()
         runs, problem = lr_comparison_runs(settings)
-        compute.append(time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        with figure.batch_update():
+            live.set_lr_runs(figure, runs, problem, lr_labels(settings, runs))
+        compute.append(t1 - t0)
+        update.append(time.perf_counter() - t1)
     draw = []
     for _ in range(draw_repeats):
         t0 = time.perf_counter()
@@ -126,8 +133,8 @@ def measure_redraw(settings: LRSettings | None = None, repeats: int = 20, draw_r
         fig.canvas.draw()
         draw.append(time.perf_counter() - t0)
         plt.close(fig)
-    return {"compute_ms": 1e3 * float(np.median(compute)), "draw_ms": 1e3 * float(np.median(draw)),
-            "rates": len(settings.rates), "steps": settings.steps}
+    return {"compute_ms": 1e3 * float(np.median(compute)), "update_ms": 1e3 * float(np.median(update)),
+            "draw_ms": 1e3 * float(np.median(draw)), "rates": len(settings.rates), "steps": settings.steps}
 
 
 def stability_note(optimizer: str, batch_size: int | None, problem: gd.Problem, momentum: float = 0.9) -> str:
