@@ -17,8 +17,8 @@ def apply_style() -> None:
     mpl.rcParams.update(
         {
             "figure.figsize": (7.0, 3.6),
-            "figure.dpi": 100,
-            "savefig.dpi": 100,
+            "figure.dpi": 80,
+            "savefig.dpi": 80,
             "axes.grid": True,
             "grid.alpha": 0.3,
             "axes.spines.top": False,

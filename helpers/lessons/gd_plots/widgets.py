@@ -149,7 +149,7 @@ def stability_note(optimizer: str, batch_size: int | None, problem: gd.Problem, 
     if optimizer == "sgd" and isinstance(problem, gd.LinearRegression):
         ms = gd.sgd_stability_limit(problem, batch_size) * curvature(problem) / 2
         return (f"sgd, batch {batch_size}: mean-square stable below {ms:.2f} × 2/L (Wu, Ma & E 2018), "
-                f"not 1 × 2/L: small batches have larger curvature (lesson 02, section 7)")
+                f"not 1 × 2/L: small batches have larger curvature (lesson 02, section 8)")
     return (f"{optimizer}: {limit:.3g} × 2/L is the full-batch limit; batch {batch_size} lowers it "
             "(small batches have larger curvature, lesson 02)")
 
