@@ -363,3 +363,32 @@ def test_momentum_matrix_rate_matches_polyak_and_the_runs():
         for k in range(5):
             state = A @ state
             assert math.isclose(state[0], runs.params[k + 1, 0, 0], rel_tol=1e-12)
+
+
+def test_finite_population_factor_and_the_full_batch_limit(reg):
+    n = reg.n_examples
+    assert gd.finite_population_factor(n, 1) == 1.0 and gd.finite_population_factor(n, n) == 0.0
+    # the variance of a mean of B of n items drawn without replacement, by enumeration
+    items = np.array([1.0, 4.0, 2.0, 7.0, 3.0])
+    from itertools import combinations
+    means = [np.mean(c) for c in combinations(items, 2)]
+    assert math.isclose(np.var(means), np.var(items) * gd.finite_population_factor(5, 2), rel_tol=1e-12)
+    assert math.isclose(gd.sgd_stability_limit(reg, n, tol=1e-7), 2 / reg.L, rel_tol=1e-6)  # B = n: GD's 2/L
+    with pytest.raises(ValueError, match="batch_size"):
+        gd.finite_population_factor(n, n + 1)
+
+
+def test_lyapunov_exponent_matches_one_dimension_and_the_full_batch(reg):
+    # 1-D, B = 1: the exponent is E log|1 - lr h| over the examples (a law-of-large-numbers check)
+    X = np.array([[1.0], [2.0], [0.5], [3.0]])
+    p = gd.LinearRegression(X, np.zeros(4))
+    h = 2 * X[:, 0] ** 2
+    lr = 0.1
+    exact = np.mean(np.log(np.abs(1 - lr * h)))
+    assert abs(gd.lyapunov_exponent(p, lr, 1, steps=20000, seed=0) - exact) < 0.02
+    # B = n: deterministic GD from a start along every eigenvector: log max|1 - lr lam| in the limit
+    lr = 1.5 / reg.L
+    rate = np.log(np.max(np.abs(1 - lr * reg.eigenvalues)))
+    assert abs(gd.lyapunov_exponent(reg, lr, reg.n_examples, steps=3000) - rate) < 0.01
+    with pytest.raises(ValueError, match="lr"):
+        gd.lyapunov_exponent(reg, -1.0, 1)

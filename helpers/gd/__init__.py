@@ -11,7 +11,7 @@ Pure NumPy, float64, vectorised over *runs*: every function takes parameters of 
   AdaGrad, RMSProp, Adam and AdamW (torch's forms); :func:`torch_reference` runs torch's
   optimisers on the same problem and batches so tests can compare step by step.
 - **Stability with batch size** (:mod:`.stability`): per-example and mini-batch curvature, the
-  mean-square stability limit of mini-batch SGD, momentum's 2x2 linear dynamics.
+  mean-square stability limit of mini-batch SGD, the typical run's Lyapunov exponent, momentum's 2x2 linear dynamics.
 - **Schedules**: constant, step, exponential, 1/t, cosine, linear warm-up (:class:`LRSchedule`, from
   :mod:`helpers.core.lr`).
 - **Divergence** is detected every step and reported ("diverged at step k: loss exceeded ..."):
@@ -55,6 +55,8 @@ from helpers.gd.problems import (
     xcos_surface,
 )
 from helpers.gd.stability import (
+    finite_population_factor,
+    lyapunov_exponent,
     mean_square_radius,
     minibatch_curvature,
     momentum_matrix,
@@ -77,6 +79,8 @@ from helpers.gd.theory import (
 )
 
 __all__ = [
+    "finite_population_factor",
+    "lyapunov_exponent",
     "sgd_stability_limit",
     "second_moment_operator",
     "per_example_curvature",

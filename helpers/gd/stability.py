@@ -10,8 +10,15 @@ and ``lmax(H_B)`` scatters more, and higher, the smaller the batch.
 Whether the iterates stay bounded *on average* is the mean-square (second-moment) stability
 of Wu, Ma & E (2018, NeurIPS, "How SGD selects the global minima...", sec. 3): the second moment
 ``M = E[e e^T]`` evolves by the linear map ``M -> E[(I - lr H_B) M (I - lr H_B)]``, and SGD is
-stable while that map's spectral radius is below 1. With B examples drawn with replacement,
-``E[H_B (x) H_B] = E[h (x) h] / B + (1 - 1/B) H (x) H``.
+stable while that map's spectral radius is below 1. With B of the n examples drawn without
+replacement (as one epoch's batches are), the sample-mean covariance carries the finite-population
+factor ``c = (n - B) / (B (n - 1))``: ``E[H_B (x) H_B] = H (x) H + c (E[h (x) h] - H (x) H)``
+(c = 1 at B = 1; c = 0 at B = n, full-batch GD and its limit 2/L).
+
+A *typical* run is decided instead by the top Lyapunov exponent ``lim (1/k) log |e_k|`` of the
+random product of the ``I - lr H_B`` (almost-sure stability). By Jensen's inequality it is at most
+half the log of the mean-square rate, so typical runs survive at least as far as the mean square:
+:func:`lyapunov_exponent` estimates it by simulation.
 """
 
 from __future__ import annotations
@@ -50,17 +57,26 @@ def minibatch_curvature(problem: LinearRegression, batch_size: int, samples: int
     return np.linalg.eigvalsh(H)[:, -1]
 
 
+def finite_population_factor(n: int, batch_size: int) -> float:
+    """``(n - B) / (B (n - 1))``: the variance of a mean of B of n items drawn without replacement,
+    relative to one item's variance (1 at B = 1, 0 at B = n)."""
+    n = validate.integer("n", n, 1)
+    batch_size = validate.integer("batch_size", batch_size, 1, n)
+    return 1.0 if n == 1 else (n - batch_size) / (batch_size * (n - 1))
+
+
 def second_moment_operator(problem: LinearRegression, lr: float, batch_size: int) -> np.ndarray:
     """The d^2 x d^2 matrix of M -> E[(I - lr H_B) M (I - lr H_B)] for batches of ``batch_size``
-    examples drawn with replacement (Wu, Ma & E 2018)."""
+    examples drawn without replacement (Wu, Ma & E 2018, with the finite-population factor)."""
     X = _linear(problem).X
     n, d = X.shape
-    batch_size = validate.integer("batch_size", batch_size, 1)
+    c = finite_population_factor(n, batch_size)
     H = problem.hessian()
     outer = np.einsum("ni,nj->nij", X, X)  # x x^T per example
     E_hh = 4 * np.einsum("nij,nkl->ikjl", outer, outer).reshape(d * d, d * d) / n  # E[h (x) h]
     eye = np.eye(d)
-    E_HH = E_hh / batch_size + (1 - 1 / batch_size) * np.kron(H, H)
+    HH = np.kron(H, H)
+    E_HH = HH + c * (E_hh - HH)
     return np.kron(eye, eye) - lr * (np.kron(H, eye) + np.kron(eye, H)) + lr**2 * E_HH
 
 
@@ -79,6 +95,27 @@ def sgd_stability_limit(problem: LinearRegression, batch_size: int, tol: float =
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if mean_square_radius(problem, mid, batch_size) < 1 else (lo, mid)
     return lo
+
+
+def lyapunov_exponent(problem: LinearRegression, lr: float, batch_size: int, steps: int = 5000,
+                      seed: int | None = None) -> float:
+    """Monte-Carlo estimate of the top Lyapunov exponent (1/k) log |e_k| of the error under
+    mini-batch SGD steps ``e <- (I - lr H_B) e`` (batches drawn without replacement, independently
+    each step); below 0 a typical run converges, above 0 it blows up."""
+    lr = validate.positive_finite("lr", lr)
+    X = _linear(problem).X
+    n, d = X.shape
+    batch_size = validate.integer("batch_size", batch_size, 1, n)
+    steps = validate.integer("steps", steps, 1)
+    rng = np.random.default_rng(seeds.resolve(seed, 0))
+    e, total = np.full(d, 1 / np.sqrt(d)), 0.0
+    for _ in range(steps):
+        Xb = X[rng.choice(n, batch_size, replace=False)]
+        e = e - lr * (2 / batch_size) * (Xb.T @ (Xb @ e))
+        norm = float(np.linalg.norm(e))
+        total += np.log(norm)
+        e /= norm
+    return total / steps
 
 
 # ---------------------------------------------------------- momentum's linear dynamics

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from helpers.lessons.gd_plots.figures import (
     DIVERGED_COLOR,
+    DPI,
     FLOOR,
     FULL,
     WIDGET_BATCHES,
@@ -27,6 +28,7 @@ from helpers.lessons.gd_plots.figures import (
     noise_variance_figure,
     range_test_figure,
     scaling_figure,
+    stability_figure,
     surface_figure,
     trace_1d_figure,
     trajectory_figure,
@@ -52,6 +54,7 @@ from helpers.lessons.gd_plots.widgets import (
 from helpers.plots import figure_png
 
 __all__ = [
+    "DPI",
     "DIVERGED_COLOR",
     "FLOOR",
     "FULL",
@@ -78,6 +81,7 @@ __all__ = [
     "loss_offset",
     "range_test_figure",
     "scaling_figure",
+    "stability_figure",
     "stability_note",
     "surface_figure",
     "trace_1d_figure",

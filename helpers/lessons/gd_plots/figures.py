@@ -1,5 +1,5 @@
 """Figures of lessons 01-02: loss surfaces and contours, trajectories, 1-D traces, and the
-lesson-02 pictures (variants, gradient-noise variance, noise ball, range test, batch scaling)."""
+lesson-02 pictures (variants, gradient-noise variance, noise ball, range test, batch scaling, stability)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,12 @@ WIDGET_BATCHES = (None, 1, 8, 32, 128)
 DIVERGED_COLOR = "#D55E00"
 #: run colours: the palette without the divergence colour, so a run is never drawn in it
 RUN_COLORS = [c for c in PALETTE if c != DIVERGED_COLOR]
+#: lessons 01-02 draw at 100 dpi (the course default stays 80: other lessons' stored outputs print it)
+DPI = 100
+
+
+def _subplots(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - plt.subplots' own signature
+    return plt.subplots(*args, dpi=DPI, **kwargs)
 
 
 @cache
@@ -134,7 +140,7 @@ def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] 
     validate.choice("x", x, ("step", "epoch", "grad_evals"))
     if runs.params is None:
         raise ValueError("runs must be recorded with record_params=True to draw paths")
-    fig, (ax_c, ax_l) = plt.subplots(1, 2, figsize=(9.5, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
+    fig, (ax_c, ax_l) = _subplots(1, 2, figsize=(9.5, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
     draw_contour(ax_c, problem)
     xs = {"step": np.arange(runs.steps + 1), "epoch": runs.epochs, "grad_evals": runs.grad_evals}[x]
     offset = loss_offset(problem)
@@ -188,7 +194,7 @@ def _clip_path(path: np.ndarray, extent: tuple[float, float, float, float] | Non
 
 def trace_1d_figure(results: dict[str, np.ndarray], f, title: str = "") -> Figure:  # noqa: ANN001
     """d2l-style 1-D traces: f(x) and the iterates of each run (label -> iterates)."""
-    fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 2.8), squeeze=False)
+    fig, axes = _subplots(1, len(results), figsize=(3.2 * len(results), 2.8), squeeze=False)
     for ax, (label, xs) in zip(axes[0], results.items(), strict=True):
         n = max(abs(xs.min()), abs(xs.max()), 1.0)
         grid = np.linspace(-n, n, 400)
@@ -204,7 +210,7 @@ def trace_1d_figure(results: dict[str, np.ndarray], f, title: str = "") -> Figur
 def variants_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
     """Loss - min against epochs (= gradient evaluations / n), updates and compute seconds;
     diverged runs stop where they diverged, marked x."""
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.6), sharey=True)
+    fig, axes = _subplots(1, 3, figsize=(10.5, 3.6), sharey=True)
     offset = loss_offset(problem)
     n_lines = 0
     for i, (label, runs) in enumerate(results.items()):
@@ -231,7 +237,7 @@ def variants_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
 def noise_variance_figure(batch_sizes: np.ndarray, measured: dict[str, np.ndarray],
                           theory: dict[str, np.ndarray]) -> Figure:
     """Mini-batch gradient variance against batch size on log-log axes, measured (dots) vs theory (lines)."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig, ax = _subplots(figsize=(5.2, 3.4))
     for i, (label, values) in enumerate(measured.items()):
         ax.plot(batch_sizes, values, "o", color=PALETTE[i], label=f"measured, {label}")
         ax.plot(batch_sizes, theory[label], "-", color=PALETTE[i], lw=1, label=f"theory, {label}")
@@ -246,7 +252,7 @@ def noise_ball_figure(lrs: np.ndarray, measured: np.ndarray, theory: np.ndarray,
                       paths: dict[str, np.ndarray]) -> Figure:
     """Left: stationary variance against the learning rate (measured vs closed form).
     Right: sample paths, constant rates vs a decreasing schedule."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
+    fig, (a, b) = _subplots(1, 2, figsize=(10, 3.3))
     a.plot(lrs, measured, "o", label="measured (many chains)")
     a.plot(lrs, theory, "-", lw=1, label="η²σ² / (1 - (1 - ηa)²)")
     a.set(xscale="log", yscale="log", xlabel="learning rate η", ylabel="stationary Var[x]", title="noise ball")
@@ -261,7 +267,7 @@ def noise_ball_figure(lrs: np.ndarray, measured: np.ndarray, theory: np.ndarray,
 
 def range_test_figure(rt: gd.RangeTest, cliff: float | None = None) -> Figure:
     """Loss against learning rate in a range test; the suggestion and (optionally) 2/L marked."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.3))
+    fig, ax = _subplots(figsize=(5.6, 3.3))
     k = int(np.isfinite(rt.loss).sum())
     ax.plot(rt.lrs[:k], rt.loss[:k], color="0.6", lw=1, label="loss")
     ax.plot(rt.lrs[:k], rt.smoothed[:k], color=PALETTE[0], lw=1.8, label="smoothed")
@@ -277,7 +283,7 @@ def range_test_figure(rt: gd.RangeTest, cliff: float | None = None) -> Figure:
 
 def scaling_figure(batch_sizes: np.ndarray, final_gap: dict[str, np.ndarray], cliff_batch: float | None = None) -> Figure:
     """Loss - min after a fixed number of epochs against batch size, for several lr rules."""
-    fig, ax = plt.subplots(figsize=(5.6, 3.3))
+    fig, ax = _subplots(figsize=(5.6, 3.3))
     for i, (label, gap) in enumerate(final_gap.items()):
         ok = np.isfinite(gap)
         ax.plot(batch_sizes[ok], gap[ok], "o-", color=PALETTE[i], label=label)
@@ -289,5 +295,22 @@ def scaling_figure(batch_sizes: np.ndarray, final_gap: dict[str, np.ndarray], cl
     ax.set(xscale="log", yscale="log", xlabel="batch size B", ylabel="loss - min after the epochs",
            title="linear scaling rule")
     ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def stability_figure(units: np.ndarray, grows: dict[int, np.ndarray], mean_square: dict[int, float]) -> Figure:
+    """Fraction of runs whose error grew against the rate (in units of 2/L), one line per batch
+    size, with each batch size's mean-square limit as a dotted line of the same colour."""
+    fig, ax = _subplots(figsize=(6.4, 3.4))
+    for i, (b, frac) in enumerate(grows.items()):
+        color = RUN_COLORS[i % len(RUN_COLORS)]
+        ax.plot(units, frac, "-", color=color, lw=1.6, label=f"B = {b}")
+        ax.axvline(mean_square[b], color=color, ls=":", lw=1.2)
+    ax.axvline(1.0, color="0.3", lw=0.8)
+    ax.text(1.0, 0.5, " 2/L", color="0.3", fontsize=9, va="center")
+    ax.set(xlabel="learning rate / (2/L)", ylabel="fraction of runs whose error grew",
+           title="typical-run cliff (lines) vs mean-square limit (dotted)", ylim=(-0.03, 1.03))
+    ax.legend(fontsize=9, loc="upper left")
     fig.tight_layout()
     return fig
