@@ -55,7 +55,9 @@ from helpers.gd.problems import (
     xcos_surface,
 )
 from helpers.gd.stability import (
+    best_heavy_ball_step,
     finite_population_factor,
+    heavy_ball_radius,
     lyapunov_exponent,
     mean_square_radius,
     minibatch_curvature,
@@ -79,6 +81,8 @@ from helpers.gd.theory import (
 )
 
 __all__ = [
+    "best_heavy_ball_step",
+    "heavy_ball_radius",
     "finite_population_factor",
     "lyapunov_exponent",
     "sgd_stability_limit",

@@ -135,3 +135,41 @@ def momentum_rate(lr: float, momentum: float, curvatures: np.ndarray | float, ne
     lams = np.atleast_1d(np.asarray(curvatures, dtype=float))
     return float(max(np.max(np.abs(np.linalg.eigvals(momentum_matrix(lr, momentum, lam, nesterov))))
                      for lam in lams))
+
+
+def heavy_ball_radius(lr_curvature: np.ndarray | float, momentum: np.ndarray | float) -> np.ndarray:
+    """Spectral radius of the heavy-ball map for step x curvature ``x = lr lam`` and momentum
+    ``beta`` (vectorised): the larger |root| of z^2 - (1 + beta - x) z + beta. Complex roots
+    ((1 - sqrt beta)^2 < x < (1 + sqrt beta)^2) all have modulus sqrt(beta); the map is stable
+    exactly for 0 < x < 2 (1 + beta)."""
+    x = np.asarray(lr_curvature, dtype=float)
+    beta = np.asarray(momentum, dtype=float)
+    if np.any((beta < 0) | (beta >= 1)):
+        raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+    tr = 1 + beta - x
+    disc = tr**2 - 4 * beta
+    root = np.sqrt(np.abs(disc))
+    real = np.maximum(np.abs(tr + root), np.abs(tr - root)) / 2
+    return np.where(disc < 0, np.sqrt(beta), real)
+
+
+def best_heavy_ball_step(momentum: float, mu: float, L: float, tol: float = 1e-12) -> tuple[float, float]:
+    """For a fixed momentum, the step minimising the worst rate over curvatures in [mu, L], and
+    that rate: (lr, rate). The radius is quasi-convex in lr*lam, so the worst case sits at mu or
+    L, and the best lr balances the two (bisection). beta = 0 gives GD's 2/(L+mu). For beta at or
+    above Polyak's optimum every lr in [(1 - sqrt beta)^2/mu, (1 + sqrt beta)^2/L] gives the rate
+    sqrt(beta); the midpoint of that interval is returned."""
+    beta = validate.unit_interval("momentum", momentum)
+    mu, L = validate.positive_finite("mu", mu), validate.positive_finite("L", L)
+    if mu > L:
+        raise ValueError(f"mu must be <= L, got mu={mu!r}, L={L!r}")
+    lo, hi = 0.0, 2 * (1 + beta) / L
+    while hi - lo > tol * hi:
+        mid = (lo + hi) / 2
+        gap = heavy_ball_radius(mid * mu, beta) - heavy_ball_radius(mid * L, beta)
+        lo, hi = (mid, hi) if gap > 0 else (lo, mid)
+    lr = (lo + hi) / 2
+    edges = ((1 - np.sqrt(beta)) ** 2 / mu, (1 + np.sqrt(beta)) ** 2 / L)
+    if edges[0] <= edges[1]:  # [mu, L] fits inside the complex region: every lr there gives sqrt(beta)
+        lr = (edges[0] + edges[1]) / 2
+    return lr, float(max(heavy_ball_radius(lr * mu, beta), heavy_ball_radius(lr * L, beta)))

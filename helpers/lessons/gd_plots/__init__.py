@@ -35,6 +35,15 @@ from helpers.lessons.gd_plots.figures import (
     variants_figure,
     widget_problem,
 )
+from helpers.lessons.gd_plots.momentum import (
+    ADAM_LR,
+    draw_lookahead,
+    lookahead_step,
+    momentum_map_figure,
+    momentum_paths,
+    momentum_widget,
+    paths_figure,
+)
 from helpers.lessons.gd_plots.widgets import (
     LRSettings,
     PairSettings,
@@ -54,6 +63,13 @@ from helpers.lessons.gd_plots.widgets import (
 from helpers.plots import figure_png
 
 __all__ = [
+    "ADAM_LR",
+    "draw_lookahead",
+    "lookahead_step",
+    "momentum_map_figure",
+    "momentum_paths",
+    "momentum_widget",
+    "paths_figure",
     "DPI",
     "DIVERGED_COLOR",
     "FLOOR",
