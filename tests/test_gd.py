@@ -392,3 +392,35 @@ def test_lyapunov_exponent_matches_one_dimension_and_the_full_batch(reg):
     assert abs(gd.lyapunov_exponent(reg, lr, reg.n_examples, steps=3000) - rate) < 0.01
     with pytest.raises(ValueError, match="lr"):
         gd.lyapunov_exponent(reg, -1.0, 1)
+
+
+def test_heavy_ball_radius_matches_the_2x2_map_and_its_closed_forms():
+    x = np.linspace(0.01, 4.5, 91)
+    for beta in (0.0, 0.3, 0.81):
+        rho = gd.heavy_ball_radius(x, beta)
+        direct = [gd.momentum_rate(xi, beta, 1.0) for xi in x]  # eigenvalues of torch's buffer form
+        assert np.allclose(rho, direct, rtol=1e-7, atol=1e-9)
+        stable = x[rho < 1]
+        assert stable.max() < 2 * (1 + beta) <= x[rho >= 1].min()
+        band = (x > (1 - beta**0.5) ** 2) & (x < (1 + beta**0.5) ** 2)
+        assert np.allclose(rho[band], beta**0.5)
+    assert gd.heavy_ball_radius(np.array([[0.5]]), np.array([[0.2]])).shape == (1, 1)
+    with pytest.raises(ValueError, match="momentum"):
+        gd.heavy_ball_radius(1.0, 1.0)
+
+
+def test_best_heavy_ball_step_recovers_gd_and_polyak():
+    L, mu = 4.0, 0.25
+    lr0, rate0 = gd.best_heavy_ball_step(0.0, mu, L)
+    assert np.isclose(lr0, 2 / (L + mu), rtol=1e-9) and np.isclose(rate0, (L - mu) / (L + mu), rtol=1e-9)
+    lr_p, beta_p, rate_p = gd.heavy_ball_optimum(L, mu)
+    lr_b, rate_b = gd.best_heavy_ball_step(beta_p, mu, L)
+    assert np.isclose(rate_b, rate_p, rtol=1e-6) and np.isclose(lr_b, lr_p, rtol=1e-6)
+    betas = np.linspace(0, 0.95, 96)
+    rates = [gd.best_heavy_ball_step(b, mu, L)[1] for b in betas]
+    assert abs(betas[int(np.argmin(rates))] - beta_p) <= 0.01  # Polyak's beta is the best one
+    assert np.isclose(gd.best_heavy_ball_step(0.9, mu, L)[1], 0.9**0.5)  # above beta*: sqrt(beta)
+    with pytest.raises(ValueError, match="mu must be <= L"):
+        gd.best_heavy_ball_step(0.5, 2.0, 1.0)
+    with pytest.raises(ValueError, match="mu"):
+        gd.best_heavy_ball_step(0.5, -1.0, 1.0)

@@ -152,3 +152,40 @@ def test_bad_settings():
         gd_plots.trajectory_figure(runs, gd_plots.widget_problem("diabetes"), labels=["a"])
     with pytest.raises(ValueError, match="2-D problem"):
         gd_plots.draw_contour(plt.gca(), gd_plots.widget_problem("diabetes10"))
+
+
+def test_momentum_paths_lookahead_and_figures():
+    p = gd_plots.widget_problem("diabetes")
+    runs = gd_plots.momentum_paths(p, 0.5, steps=30)
+    assert [k.split(",")[0] for k in runs] == ["GD", "heavy ball", "Nesterov", "Adam"]
+    assert all(r.params.shape == (31, 1, 2) for r in runs.values())
+    zero = gd_plots.momentum_paths(p, 0.0, steps=10)  # beta = 0: both momentum methods are GD at 1/L
+    plain = gd.optimize(p, 1 / p.L, steps=10, w0=p.start).params
+    assert np.allclose(zero["heavy ball, η = 1/L"].params, plain) and np.allclose(zero["Nesterov, η = 1/L"].params, plain)
+    hb = runs["heavy ball, η = 1/L"].params[:, 0]
+    nes = runs["Nesterov, η = 1/L"].params[:, 0]
+    step = gd_plots.lookahead_step(p, hb[4], hb[4] - hb[3], 1 / p.L, 0.5)
+    assert np.allclose(step["heavy ball"], hb[5])
+    step_n = gd_plots.lookahead_step(p, nes[4], nes[4] - nes[3], 1 / p.L, 0.5)
+    assert np.allclose(step_n["Nesterov"], nes[5])  # Sutskever's velocity form is torch's Nesterov
+    fig = gd_plots.paths_figure(p, {"a": {k: r.params[:, 0] for k, r in runs.items()}, "b": {"hb": hb[:5]}})
+    gd_plots.draw_lookahead(fig.axes[1], step)
+    assert len(fig.axes) == 2 and fig.dpi == gd_plots.DPI
+    betas = np.linspace(0, 0.9, 10)
+    fig2 = gd_plots.momentum_map_figure(p.kappa, betas, [gd.best_heavy_ball_step(b, p.mu, p.L)[1] for b in betas])
+    assert len(fig2.axes) == 3  # two panels and a colour bar
+    with pytest.raises(ValueError, match="momentum"):
+        gd_plots.momentum_paths(p, 1.0)
+
+
+def test_momentum_widget_slider_redraws():
+    with contextlib.redirect_stdout(io.StringIO()):
+        ui = gd_plots.momentum_widget(momentum=0.9, steps=40)
+        report = _widgets(ui, lambda w: "gd-report" in getattr(w, "_dom_classes", ()))[0]
+        figure = _widgets(ui, lambda w: "gd-figure" in getattr(w, "_dom_classes", ()))[0]
+        before, x_before = report.value, figure.data[3].x
+        assert before.count("|w - w*|") == 4
+        _widgets(ui, lambda w: getattr(w, "description", None) == "beta")[0].value = 0.4
+        assert report.value != before and figure.data[3].x != x_before
+        errors = _widgets(ui, lambda w: type(w).__name__ == "Output")[0]
+        assert errors.outputs == ()

@@ -100,14 +100,21 @@ def lookahead_step(problem: gd.Problem, w: np.ndarray, velocity: np.ndarray, lr:
 
 
 def draw_lookahead(ax, step: Mapping[str, np.ndarray]) -> None:  # noqa: ANN001 - a matplotlib Axes
-    """Arrows for :func:`lookahead_step`: momentum (grey), then each method's gradient step."""
+    """Arrows for :func:`lookahead_step`: momentum (grey), then each method's gradient step
+    (heavy ball in the first run colour, Nesterov in the second, as in :func:`momentum_paths`
+    without GD); the axes zoom on the step."""
     kw = dict(angles="xy", scale_units="xy", scale=1, width=0.006)
     w, ahead = step["w"], step["ahead"]
     ax.quiver(*w, *(ahead - w), color="0.35", label="momentum β v", **kw)
     for i, name in enumerate(("heavy ball", "Nesterov")):
-        ax.quiver(*ahead, *(step[name] - ahead), color=RUN_COLORS[1 + i],
+        ax.quiver(*ahead, *(step[name] - ahead), color=RUN_COLORS[i],
                   label=f"{name}: -η ∇f at {'w' if name == 'heavy ball' else 'w + β v'}", **kw)
     ax.plot(*w, "ko", ms=4)
+    pts = np.array([w, ahead, step["heavy ball"], step["Nesterov"]])
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    pad = 0.35 * float(np.max(hi - lo))  # zoom on the step, keeping the axes' aspect
+    mid, half = (lo + hi) / 2, float(np.max(hi - lo)) / 2 + pad
+    ax.set(xlim=(mid[0] - half, mid[0] + half), ylim=(mid[1] - half, mid[1] + half))
     ax.legend(fontsize=9, loc="lower right")
 
 
