@@ -167,7 +167,7 @@ def widget_latency(row: Callable) -> list:
         out = Path(tmp) / "latency.json"
         env = dict(os.environ, COURSE_LATENCY_OUT=str(out), COURSE_LATENCY_STRICT="1")
         subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/browser/test_widgets_in_lab.py",
-                        "-k", "learning_rate or batch_widget"], cwd=root, env=env, check=False)
+                        "-k", "learning_rate or batch_widget or momentum_widget"], cwd=root, env=env, check=False)
         data = json.loads(out.read_text()) if out.is_file() else {}
     return [row(k.split()[1], f"{k}: slider -> picture",
                 round(v["median_ms"], 1), "ms", "<= 150 ms",

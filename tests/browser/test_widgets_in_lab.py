@@ -134,6 +134,35 @@ def test_batch_widget_answers_fast(lab: LabPage) -> None:
     lab.screenshot("changed")
 
 
+@lesson("02_sgd_minibatch.ipynb")
+@pytest.mark.timeout(240)
+def test_momentum_widget_follows_beta(lab: LabPage) -> None:
+    lab.open("02_sgd_minibatch.ipynb")
+    lab.run_through("momentum_widget(", timeout_s=150)
+    lab.wait_for_controls("beta")
+    lab.assert_no_errors()
+    dist = r"\|w - w\*\| = ([0-9.e+-]+)"
+    lab.wait_for_text(r"heavy ball, η = 1/L: " + dist)
+    figure = lab.current_figure()
+
+    lab.set_control("beta", 0)  # no momentum: heavy ball and Nesterov are the same GD run
+    lab.wait_for_text(r"heavy ball, η = 1/L: " + dist + r" after 60 steps\s+Nesterov, η = 1/L: \|w - w\*\| = \1 ")
+    figure = lab.wait_for_new_figure(figure)
+
+    lab.set_control("beta", 0.7)  # beyond the best beta for eta = 1/L (0.59): still far closer than at 0
+    lab.wait_for_text(r"heavy ball, η = 1/L: \|w - w\*\| = [0-9.]+e-0[5-9]")
+    lab.wait_for_new_figure(figure)
+    lab.wait_idle()
+    samples = []
+    for value in (0.5, 0.9, 0.3, 0.8, 0.6, 0.95, 0.4, 0.85, 0.2, 0.75):
+        samples.append(lab.redraw_latency_ms("beta", value))
+        lab.wait_idle()
+    summary = record_latency("lesson 02 momentum widget (4 methods x 60 steps)", samples)
+    assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
+    lab.assert_no_errors()
+    lab.screenshot("momentum")
+
+
 def bubble(p: int, m: int, v: int = 1) -> float:
     """The pipeline bubble fraction (p - 1) / (v m + p - 1) (GPipe, 1F1B: v = 1)."""
     return (p - 1) / (v * m + p - 1)
