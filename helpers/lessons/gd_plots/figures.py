@@ -228,6 +228,7 @@ def variants_figure(results: dict[str, gd.Runs], problem: gd.Problem) -> Figure:
     axes[0].set(yscale="log", xlabel="epoch", ylabel="loss - min")
     axes[1].set_xscale("symlog", linthresh=1.0)  # step 0 (the start) stays on the axis
     axes[1].set(xlabel="updates (steps), symlog")
+    axes[1].set_xlim(left=0)  # no negative step counts on the symlog axis
     axes[2].set(xlabel="compute seconds (this machine)")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=9)
     fig.tight_layout(rect=(0, 0.07 * math.ceil(n_lines / 2), 1, 1))
