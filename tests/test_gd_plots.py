@@ -189,3 +189,14 @@ def test_momentum_widget_slider_redraws():
         assert report.value != before and figure.data[3].x != x_before
         errors = _widgets(ui, lambda w: type(w).__name__ == "Output")[0]
         assert errors.outputs == ()
+
+
+def test_trajectory_figure_can_shorten_the_paths():
+    p = gd_plots.widget_problem("diabetes")
+    runs = gd.optimize(p, [0.1, 1.02 * 2 / p.L], steps=200, w0=p.start)
+    fig = gd_plots.trajectory_figure(runs, p, labels=["a", "b"], path_steps=30)
+    path_lines = [ln for ln in fig.axes[0].get_lines() if len(ln.get_xdata()) > 1]
+    assert max(len(ln.get_xdata()) for ln in path_lines) == 31
+    assert max(len(ln.get_xdata()) for ln in fig.axes[1].get_lines()) > 150  # the loss panel is complete
+    with pytest.raises(ValueError, match="path_steps"):
+        gd_plots.trajectory_figure(runs, p, labels=["a", "b"], path_steps=0)

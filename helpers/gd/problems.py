@@ -123,7 +123,7 @@ class DataProblem(Problem):
 
 @dataclass(eq=False)
 class LinearRegression(DataProblem):
-    """Mean squared error ``L(w) = mean((X w - y)^2)``; gradient ``2/n X^T (X w - y)``."""
+    """Mean squared error ``J(w) = mean((X w - y)^2)``; gradient ``2/n X^T (X w - y)``."""
 
     name: str = "linear regression"
 

@@ -131,13 +131,16 @@ def _label(runs: gd.Runs, r: int, label: str) -> str:
 
 
 def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] | None = None,
-                      title: str | None = None, x: str = "step") -> Figure:
-    """Left: paths on the contour map. Right: loss - min on a log scale against ``x``
-    ('step', 'epoch' or 'grad_evals'). Diverged runs stop where they diverged, marked x."""
+                      title: str | None = None, x: str = "step", path_steps: int | None = None) -> Figure:
+    """Left: paths on the contour map (the first ``path_steps`` steps, default all). Right:
+    loss - min on a log scale against ``x`` ('step', 'epoch' or 'grad_evals'). Diverged runs
+    stop where they diverged, marked x."""
     labels = list(labels) if labels is not None else [f"lr {lr:.3g}" for lr in runs.lrs]
     if len(labels) != runs.n_runs:
         raise ValueError(f"labels must have one entry per run ({runs.n_runs}), got {len(labels)}")
     validate.choice("x", x, ("step", "epoch", "grad_evals"))
+    if path_steps is not None:
+        path_steps = validate.integer("path_steps", path_steps, 1, 10**7)
     if runs.params is None:
         raise ValueError("runs must be recorded with record_params=True to draw paths")
     fig, (ax_c, ax_l) = _subplots(1, 2, figsize=(9.5, 4.3), gridspec_kw={"width_ratios": [1, 1.25]})
@@ -147,9 +150,9 @@ def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] 
     for r in range(runs.n_runs):
         color = RUN_COLORS[r % len(RUN_COLORS)]
         k = runs.valid(r)
-        path = runs.params[:k, r]
+        path = runs.params[:k if path_steps is None else min(k, path_steps + 1), r]
         lab = _label(runs, r, labels[r])
-        if runs.diverged[r]:  # draw until the path first leaves the window, mark it there
+        if runs.diverged[r] and len(path) == k:  # draw until the path first leaves the window, mark it there
             path = _clip_path(path, problem.extent)
             ax_c.plot(*path[-1], "x", color=DIVERGED_COLOR, ms=11, mew=2.5, clip_on=False)
         ax_c.plot(path[:, 0], path[:, 1], "-", color=color, lw=1.2, marker=".", ms=3)

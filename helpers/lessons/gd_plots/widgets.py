@@ -1,6 +1,6 @@
 """The widgets of lessons 01-02: settings -> runs -> figure, as pure functions the notebooks and
-tests call directly, and thin ``ipywidgets`` wrappers around them (the figure is shown as a PNG
-in an ``ipywidgets.Image``, which works in any front end)."""
+tests call directly, and thin ``ipywidgets`` wrappers around them (the figure is a plotly
+``FigureWidget`` updated in place; see :mod:`helpers.lessons.gd_plots.live`)."""
 
 from __future__ import annotations
 
