@@ -100,8 +100,9 @@ def draw_contour(ax: plt.Axes, problem: gd.Problem, extent: tuple[float, float, 
     ax.contourf(X, Y, np.maximum(gap, low), levels=lv, norm=LogNorm(), cmap="Greys_r", alpha=0.55)
     ax.contour(X, Y, np.maximum(gap, low), levels=lv, colors="0.4", linewidths=0.5)
     if isinstance(problem, gd.Surface) and problem.minima:
-        for i, (m, _) in enumerate(problem.minima):
+        for i, (m, _) in enumerate(problem.minima):  # numbered as in Surface.minima (0: global)
             ax.plot(*m, marker="*" if i == 0 else "o", ms=11 if i == 0 else 6, color="k", ls="none")
+            ax.annotate(str(i), m, xytext=(5, 5), textcoords="offset points", fontsize=10, fontweight="bold")
     elif problem.minimiser is not None:
         ax.plot(*problem.minimiser, marker="*", ms=11, color="k", ls="none")
     ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal")
@@ -114,10 +115,12 @@ def draw_contour(ax: plt.Axes, problem: gd.Problem, extent: tuple[float, float, 
 def surface_figure(problem: gd.Problem) -> Figure:
     """The loss surface of a 2-D problem: 3-D view and contour map side by side."""
     X, Y, Z = _grid(problem, tuple(problem.extent))
-    fig = plt.figure(figsize=(9.0, 3.8))
+    fig = plt.figure(figsize=(9.0, 3.8), dpi=DPI)
     ax3 = fig.add_subplot(1, 2, 1, projection="3d")
     ax3.plot_surface(X, Y, Z, cmap="viridis", linewidth=0, antialiased=False, rcount=45, ccount=45)
-    ax3.set(xlabel="w1", ylabel="w2", zlabel="loss", title=problem.name)
+    names = getattr(problem, "feature_names", ())
+    labels = (f"w[{names[0]}]", f"w[{names[1]}]") if names else ("w1", "w2")  # as draw_contour labels them
+    ax3.set(xlabel=labels[0], ylabel=labels[1], zlabel="loss", title=problem.name)
     ax = fig.add_subplot(1, 2, 2)
     draw_contour(ax, problem)
     ax.set_title("contours of loss - min (log-spaced)")
