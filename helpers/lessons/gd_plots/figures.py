@@ -102,7 +102,8 @@ def draw_contour(ax: plt.Axes, problem: gd.Problem, extent: tuple[float, float, 
     if isinstance(problem, gd.Surface) and problem.minima:
         for i, (m, _) in enumerate(problem.minima):  # numbered as in Surface.minima (0: global)
             ax.plot(*m, marker="*" if i == 0 else "o", ms=11 if i == 0 else 6, color="k", ls="none")
-            ax.annotate(str(i), m, xytext=(5, 5), textcoords="offset points", fontsize=10, fontweight="bold")
+            ax.annotate(str(i), m, xytext=(6, 6), textcoords="offset points", fontsize=10, fontweight="bold",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}, zorder=5)
     elif problem.minimiser is not None:
         ax.plot(*problem.minimiser, marker="*", ms=11, color="k", ls="none")
     ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal")
@@ -158,7 +159,8 @@ def trajectory_figure(runs: gd.Runs, problem: gd.Problem, labels: Sequence[str] 
         if runs.diverged[r] and len(path) == k:  # draw until the path first leaves the window, mark it there
             path = _clip_path(path, problem.extent)
             ax_c.plot(*path[-1], "x", color=DIVERGED_COLOR, ms=11, mew=2.5, clip_on=False)
-        ax_c.plot(path[:, 0], path[:, 1], "-", color=color, lw=1.2, marker=".", ms=3)
+        ax_c.plot(path[:, 0], path[:, 1], "-", color=color, lw=1.2, marker=".", ms=3,
+                  zorder=2 + (runs.n_runs - r) / 10)  # the first runs on top: small steps stay visible
         ax_c.plot(*path[0], "o", color=color, ms=5)
         gap = np.maximum(runs.loss[:k, r] - offset, FLOOR)
         ax_l.plot(xs[:k], gap, color=color, lw=1.5, label=lab)
