@@ -102,6 +102,8 @@ def test_stability_note_depends_on_batch_size():
     assert limits[0] < limits[1] < limits[2] == 1.0
     assert "no fixed limit" in gd_plots.stability_note("adam", 8, p)
     assert "full-batch limit" in gd_plots.stability_note("momentum", 8, p)
+    surface_note = gd_plots.stability_note("sgd", None, gd_plots.widget_problem("nonconvex"))
+    assert "of that minimum" in surface_note and "sharpest" in surface_note
 
 
 def test_measure_redraw_reports_both_parts():

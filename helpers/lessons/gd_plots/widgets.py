@@ -144,11 +144,14 @@ def stability_note(optimizer: str, batch_size: int | None, problem: gd.Problem, 
     if limit is None:
         return (f"{optimizer}: no fixed limit in units of 2/L (its step is about η per coordinate, "
                 "whatever the curvature)")
+    if full and isinstance(problem, gd.Surface):  # non-convex: L is the sharpest minimum's curvature
+        return (f"{optimizer}, full batch: settles at a minimum only below {limit:.3g} × 2/λ of that minimum; "
+                "2/L here uses the sharpest one")
     if full:
         return f"{optimizer}, full batch: stable on a quadratic below {limit:.3g} × 2/L"
     if optimizer == "sgd" and isinstance(problem, gd.LinearRegression):
         ms = gd.sgd_stability_limit(problem, batch_size) * curvature(problem) / 2
-        return (f"sgd, batch {batch_size}: mean-square stable below {ms:.2f} × 2/L (Wu, Ma & E 2018), "
+        return (f"sgd, batch {batch_size}: mean-square stable below {ms:.2f} × 2/L (Wu, Ma & E 2018's criterion: a finite expected loss), "
                 f"not 1 × 2/L: small batches have larger curvature (lesson 02, section 8)")
     return (f"{optimizer}: {limit:.3g} × 2/L is the full-batch limit; batch {batch_size} lowers it "
             "(small batches have larger curvature, lesson 02)")
