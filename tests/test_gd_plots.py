@@ -202,3 +202,14 @@ def test_trajectory_figure_can_shorten_the_paths():
     assert max(len(ln.get_xdata()) for ln in fig.axes[1].get_lines()) > 150  # the loss panel is complete
     with pytest.raises(ValueError, match="path_steps"):
         gd_plots.trajectory_figure(runs, p, labels=["a", "b"], path_steps=0)
+
+
+def test_stability_figure_draws_every_limit():
+    units = np.linspace(0.2, 1.2, 11)
+    grows = {1: (units > 0.35).astype(float), 16: (units > 1.05).astype(float)}
+    fig = gd_plots.stability_figure(units, grows, {1: 0.29, 16: 0.92}, {1: 0.34, 16: 1.04})
+    ax = fig.axes[0]
+    triangles = [ln for ln in ax.get_lines() if ln.get_marker() == "^"]
+    assert [float(ln.get_xdata()[0]) for ln in triangles] == [0.34, 1.04]
+    assert {"B = 1", "B = 16", "mean-square limit", "Lyapunov limit"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    assert fig.dpi == gd_plots.DPI

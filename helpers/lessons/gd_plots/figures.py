@@ -308,18 +308,30 @@ def scaling_figure(batch_sizes: np.ndarray, final_gap: dict[str, np.ndarray], cl
     return fig
 
 
-def stability_figure(units: np.ndarray, grows: dict[int, np.ndarray], mean_square: dict[int, float]) -> Figure:
-    """Fraction of runs whose error grew against the rate (in units of 2/L), one line per batch
-    size, with each batch size's mean-square limit as a dotted line of the same colour."""
-    fig, ax = _subplots(figsize=(6.4, 3.4))
+def stability_figure(units: np.ndarray, grows: dict[int, np.ndarray], mean_square: dict[int, float],
+                     lyapunov: dict[int, float] | None = None) -> Figure:
+    """Fraction of runs whose error grew against the rate (in units of 2/L), one line (colour and
+    marker) per batch size, with each batch size's mean-square limit as a dotted line of the same
+    colour and, if given, its simulated typical-run (Lyapunov) limit as a triangle at 0.5."""
+    from matplotlib.lines import Line2D
+
+    fig, ax = _subplots(figsize=(7.0, 3.8))
+    markers = ("o", "s", "D", "v", "P", "X")
     for i, (b, frac) in enumerate(grows.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
-        ax.plot(units, frac, "-", color=color, lw=1.6, label=f"B = {b}")
+        ax.plot(units, frac, "-", color=color, lw=1.6, marker=markers[i % len(markers)], ms=4,
+                markevery=max(1, len(units) // 12), label=f"B = {b}")
         ax.axvline(mean_square[b], color=color, ls=":", lw=1.2)
+        if lyapunov is not None:
+            ax.plot(lyapunov[b], 0.5, "^", color=color, ms=10, mec="k", mew=0.8, zorder=5)
     ax.axvline(1.0, color="0.3", lw=0.8)
     ax.text(1.0, 0.5, " 2/L", color="0.3", fontsize=9, va="center")
     ax.set(xlabel="learning rate / (2/L)", ylabel="fraction of runs whose error grew",
-           title="typical-run cliff (lines) vs mean-square limit (dotted)", ylim=(-0.03, 1.03))
-    ax.legend(fontsize=9, loc="upper left")
+           title="measured cliff (lines), mean-square limit (dotted), Lyapunov limit (▲)", ylim=(-0.03, 1.03))
+    keys = [Line2D([], [], color="0.4", ls=":", lw=1.2, label="mean-square limit")]
+    if lyapunov is not None:
+        keys.append(Line2D([], [], color="0.6", marker="^", mec="k", ls="none", ms=9, label="Lyapunov limit"))
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + keys, fontsize=9, loc="upper left")
     fig.tight_layout()
     return fig
