@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from helpers import gd, validate
 from helpers.plots import PALETTE
@@ -313,8 +314,6 @@ def stability_figure(units: np.ndarray, grows: dict[int, np.ndarray], mean_squar
     """Fraction of runs whose error grew against the rate (in units of 2/L), one line (colour and
     marker) per batch size, with each batch size's mean-square limit as a dotted line of the same
     colour and, if given, its simulated typical-run (Lyapunov) limit as a triangle at 0.5."""
-    from matplotlib.lines import Line2D
-
     fig, ax = _subplots(figsize=(7.0, 3.8))
     markers = ("o", "s", "D", "v", "P", "X")
     for i, (b, frac) in enumerate(grows.items()):
