@@ -41,6 +41,16 @@ def record_latency(key: str, samples: list[float]) -> dict[str, float]:
     out.write_text(json.dumps(data, indent=2) + "\n")
     return summary
 
+
+def latencies(lab: LabPage, control: str, values: tuple[float, ...]) -> list[float]:
+    """Slider -> painted picture for each value in turn, waiting for the kernel between moves."""
+    samples = []
+    for value in values:
+        samples.append(lab.redraw_latency_ms(control, value))
+        lab.wait_idle()
+    return samples
+
+
 pytestmark = pytest.mark.browser
 
 
@@ -103,10 +113,7 @@ def test_learning_rate_widget_redraws_and_marks_divergence(lab: LabPage) -> None
 
     # Latency: 4 rates x 200 steps, slider -> painted picture, over 12 moves (issue 14).
     lab.wait_idle()
-    samples = []
-    for value in (0.3, 0.6, 0.9, 0.45, 0.75, 0.2, 0.85, 0.55, 0.35, 0.95, 0.65, 0.4):
-        samples.append(lab.redraw_latency_ms("rate 3", value))
-        lab.wait_idle()
+    samples = latencies(lab, "rate 3", (0.3, 0.6, 0.9, 0.45, 0.75, 0.2, 0.85, 0.55, 0.35, 0.95, 0.65, 0.4))
     summary = record_latency("lesson 01 learning-rate widget (4 rates x 200 steps)", samples)
     assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
     lab.assert_no_errors()
@@ -121,10 +128,7 @@ def test_batch_widget_answers_fast(lab: LabPage) -> None:
     lab.assert_no_errors()
     lab.wait_for_text(r"pair 3: η = 0\.16, B = 128")
     lab.current_figure()
-    samples = []
-    for value in (0.02, 0.005, 0.03, 0.008, 0.015, 0.04, 0.006, 0.025, 0.012, 0.035):
-        samples.append(lab.redraw_latency_ms("rate 1", value))
-        lab.wait_idle()
+    samples = latencies(lab, "rate 1", (0.02, 0.005, 0.03, 0.008, 0.015, 0.04, 0.006, 0.025, 0.012, 0.035))
     lab.wait_for_text(r"pair 1: η = 0\.035, B = 8")
     summary = record_latency("lesson 02 (rate, batch) widget at its defaults", samples)
     assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
@@ -153,10 +157,7 @@ def test_momentum_widget_follows_beta(lab: LabPage) -> None:
     lab.wait_for_text(r"heavy ball, η = 1/L: \|w - w\*\| = [0-9.]+e-0[5-9]")
     lab.wait_for_new_figure(figure)
     lab.wait_idle()
-    samples = []
-    for value in (0.5, 0.9, 0.3, 0.8, 0.6, 0.95, 0.4, 0.85, 0.2, 0.75):
-        samples.append(lab.redraw_latency_ms("beta", value))
-        lab.wait_idle()
+    samples = latencies(lab, "beta", (0.5, 0.9, 0.3, 0.8, 0.6, 0.95, 0.4, 0.85, 0.2, 0.75))
     summary = record_latency("lesson 02 momentum widget (4 methods x 60 steps)", samples)
     assert summary["median_ms"] <= LATENCY_TARGET_MS, summary
     lab.assert_no_errors()

@@ -58,6 +58,27 @@ def _minima(problem: gd.Problem) -> np.ndarray:
     return np.atleast_2d(problem.minimiser) if problem.minimiser is not None else np.zeros((0, 2))
 
 
+def _contour_trace(go, problem: gd.Problem | None = None):  # noqa: ANN001, ANN202 - plotly module and trace
+    """The grey contour lines of every live figure (filled with ``problem``'s data if given)."""
+    data = {}
+    if problem is not None:
+        c = _contour(problem)
+        data = {"x": _l(c["x"]), "y": _l(c["y"]), "z": _l(c["z"])}
+    return go.Contour(showscale=False, ncontours=18, colorscale="Greys", reversescale=True, opacity=0.55,
+                      contours={"coloring": "lines"}, line={"width": 0.5, "color": "#666"},
+                      hoverinfo="skip", name="contours", **data)
+
+
+def _minima_trace(go, problem: gd.Problem | None = None):  # noqa: ANN001, ANN202 - plotly module and trace
+    """The minima as black stars (placed at ``problem``'s minima if given)."""
+    data = {}
+    if problem is not None:
+        m = _minima(problem)
+        data = {"x": _l(m[:, 0]), "y": _l(m[:, 1])}
+    return go.Scatter(mode="markers", marker={"symbol": "star", "size": 12, "color": "black"},
+                      name="minima", showlegend=False, hoverinfo="skip", **data)
+
+
 def lr_live_figure(n_runs: int = 4):  # noqa: ANN201 - plotly.graph_objects.FigureWidget
     """An empty lesson-01 figure: contours + ``n_runs`` paths (left), loss - min per step (right)."""
     import plotly.graph_objects as go  # optional: only the live widgets need plotly
@@ -65,11 +86,8 @@ def lr_live_figure(n_runs: int = 4):  # noqa: ANN201 - plotly.graph_objects.Figu
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.1,
                         subplot_titles=("paths on the loss contours", "loss - min (log scale)"))
-    fig.add_trace(go.Contour(showscale=False, ncontours=18, colorscale="Greys", reversescale=True, opacity=0.55,
-                             contours={"coloring": "lines"}, line={"width": 0.5, "color": "#666"},
-                             hoverinfo="skip", name="contours"), row=1, col=1)
-    fig.add_trace(go.Scatter(mode="markers", marker={"symbol": "star", "size": 12, "color": "black"},
-                             name="minima", showlegend=False, hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(_contour_trace(go), row=1, col=1)
+    fig.add_trace(_minima_trace(go), row=1, col=1)
     for r in range(n_runs):
         color = RUN_COLORS[r % len(RUN_COLORS)]
         fig.add_trace(go.Scatter(mode="lines+markers", line={"color": color, "width": 1.5}, marker={"size": 3},

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from helpers import gd, validate
 from helpers.lessons.gd_plots.figures import RUN_COLORS, _subplots, draw_contour, widget_problem
-from helpers.lessons.gd_plots.live import _contour, _l, _minima
+from helpers.lessons.gd_plots.live import _contour_trace, _l, _minima_trace
 
 #: Adam's step in lesson 02's path pictures (parameter units: Adam's steps are about lr long)
 ADAM_LR = 0.2
@@ -126,13 +126,7 @@ def momentum_widget(problem: str = "diabetes", momentum: float = 0.9, steps: int
 
     prob = widget_problem(problem)
     labels = list(momentum_paths(prob, momentum, 2))
-    c, m = _contour(prob), _minima(prob)
-    fig = go.Figure()
-    fig.add_trace(go.Contour(x=_l(c["x"]), y=_l(c["y"]), z=_l(c["z"]), showscale=False, ncontours=18,
-                             colorscale="Greys", reversescale=True, contours={"coloring": "lines"},
-                             line={"width": 0.5, "color": "#666"}, hoverinfo="skip", name="contours"))
-    fig.add_trace(go.Scatter(x=_l(m[:, 0]), y=_l(m[:, 1]), mode="markers", showlegend=False, hoverinfo="skip",
-                             marker={"symbol": "star", "size": 12, "color": "black"}, name="minimum"))
+    fig = go.Figure([_contour_trace(go, prob), _minima_trace(go, prob)])
     for i in range(len(labels)):
         fig.add_trace(go.Scatter(mode="lines+markers", line={"color": RUN_COLORS[i], "width": 1.5},
                                  marker={"size": 3}, name=labels[i]))
