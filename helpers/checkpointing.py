@@ -29,6 +29,7 @@ from helpers.core.checkpoint import (
     IMPLS,
     POLICIES,
     SAVE_OPS,
+    SELECTIVE_KEEPS,
     Policy,
     RNGState,
     Segment,
@@ -356,7 +357,7 @@ def max_grad_difference(a: nn.Module, b: nn.Module) -> float:
 
 
 __all__ = [
-    "IMPLS", "POLICIES", "SAVE_OPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
+    "IMPLS", "POLICIES", "SAVE_OPS", "SELECTIVE_KEEPS", "CheckpointedGPT", "Policy", "PowerLaw", "RNGState", "Segment",
     "StepMemory", "Timings", "as_policy", "checkpoint", "compare_policies", "draw_schedule", "fit_power_law", "gpt_forward",
     "max_grad_difference", "measure_memory", "memory_timeline", "plan", "predict_peak", "recompute_order", "run_blocks",
     "selective_context", "sqrt_segments", "grad_step", "time_steps",

@@ -17,12 +17,14 @@ the recomputation, and the autocast state so the recomputation runs in the same 
 torchtitan's ``apply_ac``): it turns a model's layers into the list of callables to run, with
 the transformer blocks grouped and wrapped as a :class:`Policy` says: ``none``, ``every``
 block, ``every_kth`` block, ``segments`` (k contiguous segments), ``sqrt`` (k = round(sqrt(n)),
-Chen et al. 2016) and ``selective`` (torch's selective activation checkpointing). The model
+Chen et al. 2016) and ``selective`` (torch's selective activation checkpointing; by default
+Korthikanti et al. 2022's: recompute the attention core only). The model
 itself is not modified and never knows it is checkpointed.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -139,20 +141,71 @@ def _matmul_ops() -> list[object]:
     return [getattr(torch.ops.aten, n).default for n in names if hasattr(torch.ops.aten, n)]
 
 
-#: ops whose outputs selective checkpointing keeps (the expensive ones); everything else is recomputed
+#: matrix products and fused-attention kernels: what the step's matmul count counts
 SAVE_OPS = tuple(_matmul_ops())
 
 
-def _save_matmuls(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
-    if op in SAVE_OPS:
-        return torch_checkpoint.CheckpointPolicy.MUST_SAVE
-    return torch_checkpoint.CheckpointPolicy.PREFER_RECOMPUTE
+def _ops(*names: str) -> frozenset[object]:
+    return frozenset(getattr(torch.ops.aten, n).default for n in names if hasattr(torch.ops.aten, n))
 
 
-def selective_context() -> tuple[object, object]:
-    """The ``context_fn`` for ``torch.utils.checkpoint``: save matmul/attention outputs, recompute
-    the rest (LayerNorm, GELU, softmax, masking, dropout, adds)."""
-    return torch_checkpoint.create_selective_checkpoint_contexts(_save_matmuls)
+#: the linear layers' matmuls (and fused attention, which keeps no T x T tensor)
+LINEAR_OPS = _ops("mm", "addmm", "_scaled_dot_product_flash_attention_for_cpu",
+                  "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+                  "_scaled_dot_product_cudnn_attention")
+#: what each selective policy keeps (``Policy('selective', keep=...)``)
+SELECTIVE_KEEPS = ("korthikanti", "linear", "matmuls")
+_BATCHED_MATMULS = _ops("bmm", "baddbmm")
+
+
+def _in_attention_core(op: object, args: tuple) -> bool:
+    """Written-out attention's core: the batched matmuls (Q K^T, x V) and every op on a 4-D
+    (batch, heads, T, .) tensor (scale, mask, softmax, dropout, the head reshapes)."""
+    if op in _BATCHED_MATMULS:
+        return True
+    first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+    return first is not None and first.dim() == 4
+
+
+def _never_cache(op: object) -> bool:
+    """Ops selective checkpointing must recompute whatever the policy: views (free to recompute;
+    caching one keeps its base alive, e.g. the T x T scores behind a reshape), random ops (the
+    recomputation replays the RNG, so every random op must run again, in order) and ops whose
+    output is written in place later or that write in place (dropout's ``empty_like``,
+    ``bernoulli_``, ``div_`` on a CPU): a cached tensor must not change."""
+    schema = getattr(op, "_schema", None)
+    return bool(getattr(op, "is_view", False) or torch.Tag.nondeterministic_seeded in getattr(op, "tags", ())
+                or (schema is not None and schema.is_mutable) or op in _ALIASES_OR_FRESH)
+
+
+#: ``_unsafe_view`` returns an alias although its schema does not say so; fresh buffers get filled in place
+_ALIASES_OR_FRESH = _ops("_unsafe_view", "empty_like", "zeros_like", "ones_like")
+
+
+def _policy_fn(keep: str) -> Callable[..., torch_checkpoint.CheckpointPolicy]:
+    must, recompute = torch_checkpoint.CheckpointPolicy.MUST_SAVE, torch_checkpoint.CheckpointPolicy.PREFER_RECOMPUTE
+
+    def korthikanti(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
+        return recompute if _never_cache(op) or _in_attention_core(op, args) else must
+
+    def linear(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
+        return must if op in LINEAR_OPS and not _never_cache(op) else recompute
+
+    def matmuls(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
+        return must if op in SAVE_OPS and not _never_cache(op) else recompute
+
+    return {"korthikanti": korthikanti, "linear": linear, "matmuls": matmuls}[validate.choice("keep", keep, SELECTIVE_KEEPS)]
+
+
+def selective_context(keep: str = "korthikanti") -> tuple[object, object]:
+    """The ``context_fn`` for ``torch.utils.checkpoint``'s selective checkpointing.
+
+    ``keep``: 'korthikanti' recomputes only the attention core (Q K^T, scale, mask, softmax,
+    dropout, x V) and keeps everything else, as Korthikanti et al. (2022) section 5 define
+    selective recomputation; 'linear' keeps only the linear layers' outputs and recomputes the
+    attention core *and* the cheap pointwise ops (LayerNorm, GELU, adds); 'matmuls' keeps the
+    output of every matmul, the T x T scores included (a contrast: it saves little)."""
+    return torch_checkpoint.create_selective_checkpoint_contexts(_policy_fn(keep))
 
 
 @dataclass(frozen=True)
@@ -164,7 +217,8 @@ class Policy:
     'sqrt' (segments with k = round(sqrt(n_blocks))), 'selective' (each block with torch's
     selective checkpointing). ``impl``: 'scratch' (:func:`checkpoint`) or 'torch'
     (``torch.utils.checkpoint.checkpoint(use_reentrant=False)``); default 'scratch', and
-    'torch' for 'selective' (the only implementation there).
+    'torch' for 'selective' (the only implementation there). ``keep`` ('selective' only): what
+    the selective policy keeps, one of SELECTIVE_KEEPS (see :func:`selective_context`).
     """
 
     name: str = "none"
@@ -175,6 +229,8 @@ class Policy:
     """'scratch' (this module's :func:`checkpoint`) or 'torch'; None picks the default."""
     preserve_rng_state: bool = True
     """Replay the forward's random numbers (dropout masks) in the recomputation."""
+    keep: str | None = None
+    """'selective': 'korthikanti' (default), 'linear' or 'matmuls'."""
 
     def __post_init__(self) -> None:
         validate.choice("policy name", self.name, POLICIES)
@@ -184,6 +240,10 @@ class Policy:
             validate.positive_int(f"policy {self.name!r}: k", self.k)
         elif self.k is not None:
             raise ValueError(f"policy {self.name!r} takes no k (only 'every_kth' and 'segments' do), got k={self.k!r}")
+        if self.name == "selective":
+            object.__setattr__(self, "keep", validate.choice("keep", self.keep or "korthikanti", SELECTIVE_KEEPS))
+        elif self.keep is not None:
+            raise ValueError(f"policy {self.name!r} takes no keep (only 'selective' does), got keep={self.keep!r}")
         if self.impl is None:
             object.__setattr__(self, "impl", "torch" if self.name == "selective" else "scratch")
         validate.choice("impl", self.impl, IMPLS)
@@ -196,7 +256,8 @@ class Policy:
         """Short name for tables: 'every', 'segments(k=4)', 'every/torch', ..."""
         k = "" if self.k is None else f"(k={self.k})"
         impl = "/torch" if self.impl == "torch" and self.name != "selective" else ""
-        return f"{self.name}{k}{impl}"
+        keep = f"({self.keep})" if self.keep else ""
+        return f"{self.name}{k}{keep}{impl}"
 
 
 def as_policy(policy: Policy | str) -> Policy:
@@ -271,7 +332,8 @@ class CheckpointedSegment:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.policy.impl == "scratch":
             return checkpoint(self._run, x, preserve_rng_state=self.policy.preserve_rng_state)
-        context = selective_context if self.policy.name == "selective" else torch_checkpoint.noop_context_fn
+        context = (functools.partial(selective_context, self.policy.keep) if self.policy.name == "selective"
+                   else torch_checkpoint.noop_context_fn)
         return torch_checkpoint.checkpoint(self._run, x, use_reentrant=False, context_fn=context,
                                            preserve_rng_state=self.policy.preserve_rng_state)
 
