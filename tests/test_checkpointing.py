@@ -283,3 +283,39 @@ def test_cuda_dropout_gradients_match(task):
     m, _, _ = grads_after(model, (x, y), "every")
     assert ck.max_grad_difference(plain, m) <= 1e-6
     assert math.isfinite(ck.measure_memory(model, x, y, "every").peak)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_selective_policies_korthikanti(dropout):
+    """Korthikanti et al. §5: recomputing the attention core removes the a s^2 b term (same kept
+    bytes at the same s*b whatever T) for two extra batched matmuls per block; gradients exact."""
+    task = core.char_task()
+    kept, grads = {}, {}
+    for T, B in ((64, 8), (256, 2)):  # the same s * b
+        torch.manual_seed(0)
+        model = core.GPT(task.config(n_layer=2, n_embd=32, n_head=4, block_size=T, dropout=dropout))
+        x, y = task.batch(B, T, torch.Generator().manual_seed(0))
+        for keep in (None, *ck.SELECTIVE_KEEPS):
+            policy = ck.Policy("none") if keep is None else ck.Policy("selective", keep=keep)
+            m = ck.measure_memory(model, x, y, policy)
+            kept[T, keep] = m.forward_end
+            kept[T, keep, "matmuls"] = m.matmuls
+            torch.manual_seed(3)
+            ck.grad_step(model, x, y, policy)
+            grads[T, keep] = [p.grad.clone() for p in model.parameters()]
+        for keep in ck.SELECTIVE_KEEPS:
+            assert all(torch.equal(a, b) for a, b in zip(grads[T, None], grads[T, keep], strict=True))
+        assert kept[T, "korthikanti", "matmuls"] == kept[T, None, "matmuls"] + 2 * 2  # Q K^T and att @ v
+        assert kept[T, "linear"] < kept[T, "korthikanti"] < kept[T, None]
+    assert abs(kept[256, "korthikanti"] / kept[64, "korthikanti"] - 1) < 0.01  # no T^2 term left
+    assert kept[256, None] > 1.8 * kept[64, None]  # plain: the T^2 term doubles it
+    if dropout == 0:
+        assert kept[256, "matmuls"] > 0.8 * kept[256, None]  # keeping the T x T scores saves little
+
+
+def test_selective_keep_is_validated():
+    with pytest.raises(ValueError, match="keep must be one of"):
+        ck.Policy("selective", keep="everything")
+    with pytest.raises(ValueError, match="takes no keep"):
+        ck.Policy("every", keep="linear")
+    assert ck.Policy("selective").keep == "korthikanti" and ck.Policy("selective").label == "selective(korthikanti)"

@@ -21,7 +21,8 @@ MAX_LINES = 500
 
 BASE = {"helpers", "helpers.seeds", "helpers.validate", "helpers.data", "helpers.noise", "helpers.plots",
         "helpers.checks", "helpers.environment"}
-TECHNIQUES = ("helpers.gd", "helpers.precision", "helpers.checkpointing", "helpers.memory", "helpers.pipeline",
+TECHNIQUES = ("helpers.gd", "helpers.precision", "helpers.checkpointing", "helpers.memory", "helpers.activations",
+              "helpers.pipeline",
               "helpers.timeseries", "helpers.training")
 LESSONS = ("helpers.lessons", "helpers.startup")
 LAYERS = ("base", "core", "techniques", "lessons")

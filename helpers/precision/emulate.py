@@ -6,8 +6,9 @@ runs ``softmax``, ``log_softmax``, ``layer_norm`` and the other ops of its "ops 
 to float32" list in fp32 (torch.amp documentation, *CUDA Ops that can autocast to float32*);
 CPU autocast lets ``softmax`` follow its (bf16) input. That changes what backward saves: on
 CUDA, the T×T attention probabilities are kept in fp32 *and* as the bf16 copy ``att @ v``
-needs. :func:`cuda_autocast` runs CPU autocast and, on top, forces the functions of CUDA's fp32
-list to fp32, so saved-tensor hooks can count a GPU's activation bytes on any machine.
+needs. And CUDA's fused dropout keeps a one-byte mask where the CPU keeps a float one.
+:func:`cuda_autocast` runs CPU autocast and, on top, forces the functions of CUDA's fp32
+list to fp32 and runs dropout as ``native_dropout``, so saved-tensor hooks can count a GPU's activation bytes on any machine.
 """
 
 from __future__ import annotations
@@ -39,9 +40,18 @@ def _to_fp32(value: Any) -> Any:
     return value
 
 
+def _dropout_args(input: torch.Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+                  ) -> tuple[torch.Tensor, float, bool]:
+    return input, p, training
+
+
 class _ForceFP32(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if getattr(func, "__name__", None) == "dropout":  # CUDA's fused dropout keeps a bool mask
+            x, p, training = _dropout_args(*args, **kwargs)
+            if training and p > 0:
+                return torch.native_dropout(x, p, True)[0]
         if getattr(func, "__name__", None) in CUDA_FP32_FUNCTIONS:
             args, kwargs = _to_fp32(args), {k: _to_fp32(v) for k, v in kwargs.items()}
         return func(*args, **kwargs)
@@ -49,7 +59,8 @@ class _ForceFP32(TorchFunctionMode):
 
 @contextmanager
 def cuda_autocast(dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
-    """CPU autocast to ``dtype`` with CUDA autocast's fp32 list enforced (see the module doc)."""
+    """CPU autocast to ``dtype`` with CUDA autocast's fp32 list enforced (see the module doc),
+    and dropout as CUDA runs it (``native_dropout``: a one-byte mask; other random draws)."""
     validate.choice("dtype", dtype, (torch.bfloat16, torch.float16))
     with torch.autocast("cpu", dtype=dtype), _ForceFP32():
         yield
