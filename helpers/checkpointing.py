@@ -99,7 +99,9 @@ class StepMemory:
     live tensor bytes over forward *and* backward, recomputation included. ``grads``: bytes of the
     parameter gradients. ``recomputed_blocks``: block forwards run a second time (under
     selective checkpointing they skip the saved ops). ``matmuls``: matrix-multiply and attention
-    kernels run in the whole step (forward, recomputation, backward).
+    kernels run in the whole step (forward, recomputation, backward). ``peak_with_grads``: the
+    highest live bytes with the parameter gradients counted as they appear (what a device
+    allocator's peak over the step, less parameters and optimiser state, would show).
     """
 
     saved: int
@@ -108,6 +110,7 @@ class StepMemory:
     grads: int
     recomputed_blocks: int
     matmuls: int
+    peak_with_grads: int = 0
 
 
 def _tracked_step(
@@ -135,7 +138,8 @@ def _tracked_step(
     log = tracker.log
     result = StepMemory(saved=saved.total_bytes, forward_end=log.bytes_at("forward end"), peak=log.peak_bytes(),
                         grads=memory.grad_bytes(model), recomputed_blocks=calls[0] - forward_calls,
-                        matmuls=sum(log.op_counts.get(str(op), 0) for op in SAVE_OPS))
+                        matmuls=sum(log.op_counts.get(str(op), 0) for op in SAVE_OPS),
+                        peak_with_grads=log.peak_bytes(include_grads=True))
     return result, log
 
 
