@@ -9,6 +9,9 @@
 - :mod:`~helpers.precision.amp`: :func:`choose_amp` (CUDA: bf16 where supported, else fp16
   with a scaler; CPU: bf16), :func:`amp_step` (the core training step in a precision) and
   :func:`train_gpt` (any precision, pure low precision included).
+- :mod:`~helpers.precision.rounding`: bf16 weights without master weights, round-to-nearest or
+  stochastic rounding (:class:`BF16AdamW`).
+- :mod:`~helpers.precision.emulate`: CUDA autocast's op lists on a CPU (:func:`cuda_autocast`).
 - :mod:`~helpers.precision.probes`: gradient underflow and saved bytes by dtype.
 - :mod:`~helpers.precision.timing`: matmul and step times (and CUDA peak memory).
 - :mod:`~helpers.precision.plots`: the spacing picture.
@@ -65,6 +68,8 @@ from helpers.precision.probes import (
     param_grad_error,
     saved_breakdown,
 )
+from helpers.precision.emulate import cuda_autocast
+from helpers.precision.rounding import BF16AdamW, stochastic_round_bf16
 from helpers.precision.scaler import (
     LossScaler,
     ScalerEvent,
@@ -77,6 +82,9 @@ from helpers.precision.timing import (
 )
 
 __all__ = [
+    "BF16AdamW",
+    "cuda_autocast",
+    "stochastic_round_bf16",
     "AmpConfig",
     "DEVICES",
     "DTYPE_NAMES",
