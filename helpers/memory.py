@@ -13,7 +13,7 @@ parameters are excluded (they are already counted). This works the same on CPU a
 deterministic, so notebooks can assert on it. On CUDA, :func:`cuda_peak_bytes` adds the
 allocator's view. :func:`track_live_tensors` gives an allocator-like view on any device: every
 tensor storage created and freed over a region (forward, backward, recomputation), hence the
-peak of live bytes.
+peak of live bytes. :func:`offload_to_host` measures activation offloading (``save_on_cpu``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -342,3 +343,43 @@ def track_live_tensors(model: nn.Module | None = None) -> LiveTensorTracker:
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
     return LiveTensorTracker(model)
+
+
+# --------------------------------------------------------------------------- activation offloading
+@dataclass
+class OffloadLog:
+    """What :func:`offload_to_host` moved: bytes packed to the host in forward (``bytes_out``, of
+    which ``parameter_bytes`` were parameters) and brought back in backward (``bytes_in``)."""
+
+    bytes_out: int = 0
+    bytes_in: int = 0
+    parameter_bytes: int = 0
+
+
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+@contextmanager
+def offload_to_host(model: nn.Module | None = None) -> Iterator[OffloadLog]:
+    """``torch.autograd.graph.save_on_cpu`` made measurable on any machine: every tensor saved for
+    backward is copied into a host buffer (a NumPy array, outside torch and so outside
+    :func:`track_live_tensors`' view, as a GPU's host memory is outside its allocator) and copied
+    back when backward needs it. Like ``save_on_cpu`` it offloads parameters too (counted in
+    ``parameter_bytes`` when ``model`` is given)."""
+    log = OffloadLog()
+    params = set() if model is None else {p.untyped_storage().data_ptr() for p in model.parameters()}
+
+    def pack(t: torch.Tensor) -> tuple[np.ndarray, torch.dtype]:
+        n = t.numel() * t.element_size()
+        log.bytes_out += n
+        if t.untyped_storage().data_ptr() in params:  # a parameter or a view of one (a transposed weight)
+            log.parameter_bytes += n
+        return np.array(t.detach().view(_INT_OF_SIZE[t.element_size()]).numpy(), copy=True), t.dtype
+
+    def unpack(packed: tuple[np.ndarray, torch.dtype]) -> torch.Tensor:
+        host, dtype = packed
+        log.bytes_in += host.nbytes
+        return torch.from_numpy(host).view(dtype)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield log
