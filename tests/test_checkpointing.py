@@ -306,8 +306,10 @@ def test_selective_policies_korthikanti(dropout):
         for keep in ck.SELECTIVE_KEEPS:
             assert all(torch.equal(a, b) for a, b in zip(grads[T, None], grads[T, keep], strict=True))
         assert kept[T, "korthikanti", "matmuls"] == kept[T, None, "matmuls"] + 2 * 2  # Q K^T and att @ v
-        assert kept[T, "linear"] < kept[T, "korthikanti"] < kept[T, None]
+        assert kept[T, "core", "matmuls"] == kept[T, None, "matmuls"] + 2  # early stop: att @ v not rerun
+        assert kept[T, "linear"] < kept[T, "core"] < kept[T, "korthikanti"] < kept[T, None]
     assert abs(kept[256, "korthikanti"] / kept[64, "korthikanti"] - 1) < 0.01  # no T^2 term left
+    assert abs(kept[256, "core"] / kept[64, "core"] - 1) < 0.01
     assert kept[256, None] > 1.8 * kept[64, None]  # plain: the T^2 term doubles it
     if dropout == 0:
         assert kept[256, "matmuls"] > 0.8 * kept[256, None]  # keeping the T x T scores saves little

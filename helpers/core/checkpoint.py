@@ -154,7 +154,7 @@ LINEAR_OPS = _ops("mm", "addmm", "_scaled_dot_product_flash_attention_for_cpu",
                   "_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
                   "_scaled_dot_product_cudnn_attention")
 #: what each selective policy keeps (``Policy('selective', keep=...)``)
-SELECTIVE_KEEPS = ("korthikanti", "linear", "matmuls")
+SELECTIVE_KEEPS = ("core", "korthikanti", "linear", "matmuls")
 _BATCHED_MATMULS = _ops("bmm", "baddbmm")
 
 
@@ -194,13 +194,17 @@ def _policy_fn(keep: str) -> Callable[..., torch_checkpoint.CheckpointPolicy]:
     def matmuls(ctx: object, op: object, *args: object, **kwargs: object) -> torch_checkpoint.CheckpointPolicy:
         return must if op in SAVE_OPS and not _never_cache(op) else recompute
 
-    return {"korthikanti": korthikanti, "linear": linear, "matmuls": matmuls}[validate.choice("keep", keep, SELECTIVE_KEEPS)]
+    validate.choice("keep", keep, SELECTIVE_KEEPS)
+    if keep == "core":
+        raise ValueError("keep='core' checkpoints the attention core itself, not an op policy")
+    return {"korthikanti": korthikanti, "linear": linear, "matmuls": matmuls}[keep]
 
 
 def selective_context(keep: str = "korthikanti") -> tuple[object, object]:
     """The ``context_fn`` for ``torch.utils.checkpoint``'s selective checkpointing.
 
-    ``keep``: 'korthikanti' recomputes only the attention core (Q K^T, scale, mask, softmax,
+    ``keep`` ('core' is not an op policy: see :class:`CoreCheckpointedBlock`): 'korthikanti'
+    recomputes only the attention core (Q K^T, scale, mask, softmax,
     dropout, x V) and keeps everything else, as Korthikanti et al. (2022) section 5 define
     selective recomputation; 'linear' keeps only the linear layers' outputs and recomputes the
     attention core *and* the cheap pointwise ops (LayerNorm, GELU, adds); 'matmuls' keeps the
@@ -230,7 +234,7 @@ class Policy:
     preserve_rng_state: bool = True
     """Replay the forward's random numbers (dropout masks) in the recomputation."""
     keep: str | None = None
-    """'selective': 'korthikanti' (default), 'linear' or 'matmuls'."""
+    """'selective': 'korthikanti' (default), 'core', 'linear' or 'matmuls'."""
 
     def __post_init__(self) -> None:
         validate.choice("policy name", self.name, POLICIES)
@@ -339,6 +343,28 @@ class CheckpointedSegment:
 
 
 @dataclass(frozen=True)
+class CoreCheckpointedBlock:
+    """Callable: run one transformer block with only its attention core
+    (:meth:`~helpers.core.model.CausalSelfAttention.core`) under ``torch.utils.checkpoint``,
+    the way Megatron-LM implements Korthikanti et al.'s selective recomputation: the core's
+    inputs Q, K, V and its output are kept, everything inside it is recomputed in backward, and
+    the rest of the block stores its activations as usual."""
+
+    block: Block
+    policy: Policy
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        attn = self.block.attn
+        core = attn.core  # the bound method; an instance attribute shadows it for this call only
+        attn.core = lambda q, k, v: torch_checkpoint.checkpoint(
+            core, q, k, v, use_reentrant=False, preserve_rng_state=self.policy.preserve_rng_state)
+        try:
+            return self.block(x)
+        finally:
+            del attn.core
+
+
+@dataclass(frozen=True)
 class PlainSegment:
     """Callable: run ``layers`` in order, storing activations as usual."""
 
@@ -372,7 +398,12 @@ def apply_checkpointing(model_or_layers: GPT | Sequence[nn.Module], policy: Poli
     out: list[Layer] = list(layers[:first])
     for seg in plan(policy, len(blocks)):
         group = tuple(blocks[seg.start : seg.stop])
-        out.append(CheckpointedSegment(group, policy) if seg.checkpointed else PlainSegment(group))
+        if seg.checkpointed and policy.name == "selective" and policy.keep == "core":
+            if not all(isinstance(b, Block) for b in group):
+                raise ValueError("selective checkpointing with keep='core' needs transformer blocks (helpers.core.Block)")
+            out.extend(CoreCheckpointedBlock(b, policy) for b in group)
+        else:
+            out.append(CheckpointedSegment(group, policy) if seg.checkpointed else PlainSegment(group))
     return out + list(layers[last + 1 :])
 
 

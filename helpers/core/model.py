@@ -76,16 +76,20 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        y = self.core(q, k, v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.proj(y))
+
+    def core(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The attention core, softmax(Q K^T / sqrt(d)) V with the causal mask and dropout:
+        (B, heads, T, d) each -> (B, heads, T, d)."""
+        T = q.size(-2)
         if self.attention == "sdpa":
             p = self.dropout if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-            att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
-            att = self.attn_drop(F.softmax(att, dim=-1))
-            y = att @ v
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_drop(self.proj(y))
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(~self.mask[:, :, :T, :T], float("-inf"))
+        att = self.attn_drop(F.softmax(att, dim=-1))
+        return att @ v
 
 
 class MLP(nn.Module):
