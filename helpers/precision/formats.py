@@ -196,8 +196,10 @@ def spacing_curve(dtype: torch.dtype, lo: float = 1e-45, hi: float = 1e39,
 
 
 def round_to(x: float, dtype: torch.dtype) -> float:
-    """What ``torch.tensor(x).to(dtype)`` stores for the Python float ``x`` (round to nearest,
-    ties to even; inf beyond the range, 0 below half the smallest subnormal), as a Python float."""
+    """What ``dtype`` stores for the Python float ``x``, as a Python float: round to nearest, ties
+    to even; inf from half an ulp above the largest finite value, 0 at or below half the smallest
+    subnormal. Torch casts a float64 to fp16/bf16 through fp32, so for values that are not fp32
+    numbers the result can differ from a single correctly rounded step (e.g. 65519.999999 -> inf)."""
     _check_float_dtype(dtype)
     return float(torch.tensor(float(x), dtype=torch.float64).to(dtype).double())
 
