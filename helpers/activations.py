@@ -68,10 +68,8 @@ def block_terms(s: int, b: int, h: int, a: int, precision: str = "fp32", dropout
         terms["bf16 copy of the probabilities for att @ v"] = 2 * ass_b
     if dropout:
         terms["attention dropout mask"] = (mask or probs) * ass_b
-        if precision == "fp32" or precision == "bf16-cpu":
+        if precision != "bf16-cuda":  # on CUDA the bf16 copy above is now of the dropout output
             terms["attention dropout output (for att @ v)"] = probs * ass_b
-        else:
-            terms["bf16 copy of the probabilities for att @ v"] = 2 * ass_b  # now of the dropout output
         terms["residual dropout masks (2)"] = 2 * (mask or low) * sbh
     if precision != "fp32":
         terms["bf16 copies of the Linear weights"] = 2 * (3 + 1 + m + m) * h * h
