@@ -156,24 +156,7 @@ class Trainer:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the full training state to ``path`` atomically; returns the path."""
-        path = Path(path)
-        buf = io.BytesIO()
-        torch.save(self.state_dict(), buf)
-        blob = buf.getvalue()
-        record = {"format": FORMAT, "sha256": hashlib.sha256(blob).hexdigest(),
-                  "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(record, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_checkpoint(path, self.state_dict())
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the state saved by :meth:`save`. Raises :class:`CheckpointError` for a missing
@@ -199,6 +182,29 @@ class Trainer:
         random.setstate((p[-2], tuple(p[:-2]), p[-1]))
         self.step_count = int(state["step"])
         self.losses = state["losses"].tolist()
+
+
+def write_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write ``state`` to ``path`` atomically (a temporary file, fsync, ``os.replace``), with a
+    SHA-256 of its serialised contents inside; :func:`read_checkpoint` verifies it."""
+    path = Path(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    blob = buf.getvalue()
+    record = {"format": FORMAT, "sha256": hashlib.sha256(blob).hexdigest(),
+              "payload": torch.frombuffer(bytearray(blob), dtype=torch.uint8)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -12,6 +13,7 @@ from helpers.pipeline.schedules import (
     Action,
     PipelineSchedule,
     ScheduleError,
+    bubble_formula,
     make_schedule,
 )
 from helpers.pipeline.simulate import check_schedule, simulate
@@ -184,3 +186,93 @@ def test_draw_and_widget_view():
     sliders["schedule"].value = "1f1b"
     sliders["p"].value = 8  # 1f1b needs m >= p: the widget says so instead of raising
     assert "not possible" in label.value
+
+
+# --------------------------------------------------------------------------- zero bubble
+@pytest.mark.parametrize("p,m", [(2, 8), (4, 8), (4, 16), (8, 32)])
+def test_zb_h1_idles_a_third_of_1f1b_at_the_same_peak(p, m):
+    """Qi et al. 2023, section 2.1: with F = B = W, ZB-H1 idles (p-1)(F+B-W) per rank where
+    1F1B idles (p-1)(F+B+W) -- a third -- holding 1F1B's peak of p micro-batches in flight."""
+    one_f, zb = simulate(S.one_f_one_b(p, m)), simulate(S.zb_h1(p, m))  # F=1, B+W=2 (B=W=1)
+    assert zb.idle() / one_f.idle() == pytest.approx(1 / 3, rel=1e-12)
+    for r in range(p):
+        assert zb.idle(r) == pytest.approx((p - 1) * (1 + 1 - 1))
+        assert one_f.idle(r) == pytest.approx((p - 1) * (1 + 2))
+    assert zb.bubble == pytest.approx(zb.formula) and zb.formula == pytest.approx((p - 1) / (3 * m + p - 1))
+    assert S.zb_h1(p, m).peak_in_flight_per_rank() == [p] * p
+    assert max(S.one_f_one_b(p, m).peak_in_flight_per_rank()) == p
+    assert check_schedule(S.zb_h1(p, m))
+
+
+def test_zb_h1_rank_orders():
+    sched = S.zb_h1(4, 6)
+    text = [" ".join(f"{a.kind}{a.mb}" for a in acts) for acts in sched.ranks]
+    assert text[0] == "F0 F1 F2 F3 B0 W0 F4 B1 W1 F5 B2 W2 B3 W3 B4 W4 B5 W5"
+    assert text[3] == "F0 B0 F1 B1 F2 B2 F3 B3 W0 F4 B4 W1 F5 B5 W2 W3 W4 W5"
+
+
+@pytest.mark.parametrize("p,m", [(2, 8), (4, 8), (4, 3), (3, 10)])
+def test_zbv_matches_torch_order(p, m):
+    from torch.distributed.pipelining.schedules import (  # torch's own order, to compare
+        ScheduleZBVZeroBubble,
+        _ComputationType,
+    )
+
+    kinds = {_ComputationType.FORWARD: "F", _ComputationType.BACKWARD_INPUT: "B",
+             _ComputationType.BACKWARD_WEIGHT: "W"}
+    ours = S.zbv(p, m)
+    theirs = object.__new__(ScheduleZBVZeroBubble)  # only the order, no stages or processes
+    theirs.pp_group_size, theirs.num_stages, theirs._n_microbatches = p, 2 * p, m
+    for r in range(p):
+        ops = [Action(kinds[o.computation_type], o.microbatch_index, o.stage_index)
+               for o in theirs._calculate_single_rank_operations(r) if o is not None]
+        assert list(ours.ranks[r]) == ops
+    assert ours.stages_of(0) == [0, 2 * p - 1] and ours.rank_of(p) == p - 1
+    assert check_schedule(ours)
+
+
+def test_zbv_beats_zb_h1_at_equal_work_and_memory():
+    """ZB-V's chunks are half-stages: at the same work per rank it idles less than ZB-H1, and
+    its 2p half-stage micro-batches in flight are ZB-H1's p whole ones."""
+    p, m = 4, 8
+    zb, v = simulate(S.zb_h1(p, m)), simulate(S.zbv(p, m), forward=0.5, backward=1.0)
+    assert sum(v.busy(r) for r in range(p)) == pytest.approx(sum(zb.busy(r) for r in range(p)))
+    assert v.makespan < zb.makespan and v.bubble < zb.bubble
+    assert S.zbv(p, m).peak_in_flight_per_rank() == [2 * p] * p
+    assert bubble_formula("zbv", p, m) is None
+
+
+def test_validator_understands_w():
+    good = S.zb_h1(2, 4)
+    no_w = [tuple(a for a in acts if a.kind != "W") for acts in good.ranks]
+    with pytest.raises(ScheduleError, match="actions are missing"):
+        check_schedule(replace(good, ranks=tuple(no_w)))
+    early_w = list(good.ranks[1])
+    early_w.remove(Action("W", 0, 1))
+    early_w.insert(0, Action("W", 0, 1))  # W before its own B: the rank waits forever
+    with pytest.raises(ScheduleError, match="deadlocks"):
+        check_schedule(replace(good, ranks=(good.ranks[0], tuple(early_w))))
+    w_in_fused = S.one_f_one_b(2, 4)
+    with pytest.raises(ScheduleError, match="W needs a schedule with split_backward=True"):
+        check_schedule(replace(w_in_fused, ranks=(w_in_fused.ranks[0] + (Action("W", 0, 0),),
+                                                  w_in_fused.ranks[1])))
+
+
+def test_bubble_conventions_and_messages():
+    p, m = 4, 8
+    share = bubble_formula("1f1b", p, m)
+    assert S.bubble_over_ideal(share) == pytest.approx((p - 1) / m)  # Megatron's (p-1)/m
+    assert make_schedule("1f1b", p, m).messages() == {"activations": 24, "gradients": 24, "total": 48}
+    assert make_schedule("interleaved", p, m, 2).messages()["total"] == 2 * 7 * m  # vp - 1 = 7 boundaries
+    assert make_schedule("zbv", p, m).messages()["total"] == 2 * 6 * m  # the V's turn stays on rank 3
+    with pytest.raises(ValueError, match="share must be in"):
+        S.bubble_over_ideal(1.0)
+
+
+def test_zero_bubble_bad_input():
+    with pytest.raises(ValueError, match="zbh1 needs at least as many micro-batches"):
+        S.zb_h1(4, 2)
+    with pytest.raises(ValueError, match="zbv has 2 chunks per rank"):
+        make_schedule("zbv", 2, 4, 3)
+    with pytest.raises(ValueError, match="placement must be one of"):
+        S.PipelineSchedule("x", 2, 2, 1, ((), ()), placement="ring")

@@ -66,8 +66,9 @@ def run(jobs: PipelineJob | Sequence[PipelineJob], nprocs: int, *, threads: int 
     finally:
         if bar is not None:
             bar.close()
-    runs = [
-        PipelineRun(job, sched, bounds, [per_rank[r][j] for r in range(nprocs)])
-        for j, (job, (sched, bounds)) in enumerate(zip(job_list, plans, strict=True))
-    ]
+    runs = []
+    for j, (job, (sched, bounds)) in enumerate(zip(job_list, plans, strict=True)):
+        pp = nprocs // job.dp  # global rank d * pp + r is pipeline rank r of replica d
+        runs.append(PipelineRun(job, sched, bounds, [per_rank[r][j] for r in range(pp)],
+                                [[per_rank[d * pp + r][j] for r in range(pp)] for d in range(1, job.dp)]))
     return runs

@@ -19,11 +19,21 @@ import torch
 from helpers import core, seeds, validate
 from helpers.core import LRSchedule, StepConfig
 from helpers.core.step import microbatch_sizes
-from helpers.pipeline.schedules import Action, PipelineSchedule, check_schedule_name, make_schedule
+from helpers.pipeline.schedules import (
+    SCHEDULES,
+    SPLIT_BACKWARD,
+    Action,
+    PipelineSchedule,
+    chunks_of,
+    make_schedule,
+)
 from helpers.pipeline.simulate import Timeline
 from helpers.pipeline.split import balanced_bounds, check_bounds, param_names, stage_modules
 
 EXECUTOR_NAMES = ("course", "torch")
+#: schedules each executor runs (``dualpipev`` is torch.distributed.pipelining's only)
+EXECUTOR_SCHEDULES = {"course": SCHEDULES, "torch": ("gpipe", "1f1b", "interleaved", "zbv", "dualpipev")}
+JOB_SCHEDULES = (*SCHEDULES, "dualpipev")
 OPTIMIZERS = ("adamw", "sgd")
 FAULT_MODES = ("raise", "exit", "hang")
 
@@ -61,11 +71,13 @@ class PipelineJob:
     batches: tuple[tuple[torch.Tensor, torch.Tensor], ...]
     """One (x, y) batch per optimiser step."""
     schedule: str = "1f1b"
-    """'gpipe', '1f1b' or 'interleaved'."""
+    """One of ``JOB_SCHEDULES``: 'gpipe', '1f1b', 'interleaved', 'zbh1', 'zbv' (course and
+    torch executors, except 'zbh1': course only) or 'dualpipev' (torch only)."""
     n_microbatches: int = 4
     """m: micro-batches per step (the batch is split by ``Tensor.tensor_split``)."""
     n_chunks: int = 1
-    """v: model chunks (stages) per rank; more than 1 only for 'interleaved'."""
+    """v: model chunks (stages) per rank; more than 1 only for 'interleaved' ('zbv' and
+    'dualpipev' always have 2: pass 1 or 2)."""
     bounds: tuple[tuple[int, int], ...] | None = None
     """Stage boundaries over ``model.layers()`` (p * v stages); None: balanced by parameters."""
     executor: str = "course"
@@ -92,16 +104,31 @@ class PipelineJob:
     """Factors multiplying ``lr`` at each step (``LRSchedule.to_torch`` over the job's steps)."""
     clip: float | None = None
     """Clip the gradient norm of the *whole model* (all ranks: one ``all_reduce``) to this value."""
+    dp: int = 1
+    """Data-parallel replicas of the pipeline (world size = pipeline ranks x dp; course executor)."""
+    save_dir: str | None = None
+    """Directory for the pipelined run's checkpoints (:mod:`helpers.pipeline.resume`)."""
+    save_every: int = 0
+    """Save after every ``save_every`` steps (0: never)."""
+    resume: bool = False
+    """Start from the last complete checkpoint in ``save_dir``."""
+    seed: int = 0
+    """Each rank seeds its random stream (dropout) with ``seed + global rank`` at the start."""
 
     def __post_init__(self) -> None:
-        check_schedule_name(self.schedule)
+        validate.choice("schedule", self.schedule, JOB_SCHEDULES)
         validate.choice("executor", self.executor, EXECUTOR_NAMES)
+        if self.schedule not in EXECUTOR_SCHEDULES[self.executor]:
+            raise ValueError(f"executor={self.executor!r} runs schedules {EXECUTOR_SCHEDULES[self.executor]}, "
+                             f"got {self.schedule!r}")
         validate.choice("optimizer", self.optimizer, OPTIMIZERS)
         validate.positive_int("n_microbatches", self.n_microbatches)
         validate.positive_int("n_chunks", self.n_chunks)
-        if self.schedule != "interleaved" and self.n_chunks != 1:
-            raise ValueError(f"n_chunks={self.n_chunks} needs schedule='interleaved'; "
-                             f"{self.schedule!r} uses 1 chunk per rank")
+        validate.positive_int("dp", self.dp)
+        fixed = 2 if self.schedule in ("zbv", "dualpipev") else 1
+        if self.schedule != "interleaved" and self.n_chunks not in (1, fixed):
+            raise ValueError(f"n_chunks={self.n_chunks}: {self.schedule!r} uses {fixed} chunk(s) per "
+                             "rank; only 'interleaved' takes other values")
         self._check_training_options()
         self._check_batches()
 
@@ -113,10 +140,18 @@ class PipelineJob:
         if self.clip is not None and (isinstance(self.clip, bool) or not isinstance(self.clip, (int, float))
                                       or not math.isfinite(self.clip) or not self.clip > 0):
             raise ValueError(f"clip must be None or a number > 0, got {self.clip!r}")
-        extras = [n for n in ("amp", "checkpoint", "lr_schedule", "clip") if getattr(self, n) not in (None, False)]
+        extras = [n for n in ("amp", "checkpoint", "lr_schedule", "clip", "save_dir", "resume")
+                  if getattr(self, n) not in (None, False)] + (["dp"] if self.dp > 1 else [])
         if self.executor == "torch" and extras:
             raise ValueError(f"executor='torch' runs plain fp32 steps; {', '.join(extras)} need "
                              "executor='course'")
+        if self.checkpoint and self.schedule in SPLIT_BACKWARD:
+            raise ValueError(f"checkpoint=True needs a schedule with a whole backward: {self.schedule!r} "
+                             "splits it at the layers' outputs, which checkpointed blocks do not keep")
+        validate.integer("save_every", self.save_every, 0)
+        validate.boolean("resume", self.resume)
+        if (self.save_every or self.resume) and self.save_dir is None:
+            raise ValueError("save_every and resume need save_dir (the checkpoint directory)")
 
     def _check_batches(self) -> None:
         if not self.batches:
@@ -135,19 +170,42 @@ class PipelineJob:
     def n_layers(self) -> int:
         return self.config.n_layer + 2
 
+    @property
+    def chunks(self) -> int:
+        """Model chunks per rank (v)."""
+        return 2 if self.schedule == "dualpipev" else chunks_of(self.schedule, self.n_chunks)
+
+    def schedule_for(self, pp: int) -> PipelineSchedule:
+        """The schedule on ``pp`` pipeline ranks (for 'dualpipev': its placement, no actions --
+        torch builds its order)."""
+        if self.schedule == "dualpipev":
+            return PipelineSchedule("dualpipev", pp, self.n_microbatches, 2, tuple(() for _ in range(pp)),
+                                    placement="v", split_backward=True)
+        return make_schedule(self.schedule, pp, self.n_microbatches, self.n_chunks)
+
     def plan(self, world: int) -> tuple[PipelineSchedule, list[tuple[int, int]]]:
-        """The schedule and the stage bounds for ``world`` ranks; raises if they don't fit."""
+        """The schedule (of one replica's ``world // dp`` pipeline ranks) and the stage bounds
+        for ``world`` ranks; raises if they don't fit."""
         validate.positive_int("world size", world)
-        n_stages = world * self.n_chunks
+        if world % self.dp:
+            raise ValueError(f"world size {world} is not a multiple of dp={self.dp}")
+        pp = world // self.dp
+        n_stages = pp * self.chunks
         if self.bounds is not None and len(self.bounds) != n_stages:
             raise ValueError(
-                f"world size {world} does not match the job's {len(self.bounds)} stages: "
-                f"need world size x v = stages ({world} x {self.n_chunks} = {n_stages})")
-        sched = make_schedule(self.schedule, world, self.n_microbatches, self.n_chunks)
+                f"world size {world} does not match the job's {len(self.bounds)} stages: need "
+                f"world size / dp x v = stages ({world} / {self.dp} x {self.chunks} = {n_stages})")
+        if self.batches[0][0].shape[0] < self.dp * self.n_microbatches:
+            raise ValueError(f"batch of {self.batches[0][0].shape[0]} rows cannot feed dp={self.dp} replicas "
+                             f"x m={self.n_microbatches} micro-batches")
+        if self.schedule == "dualpipev" and self.n_microbatches < 2 * pp:
+            raise ValueError(f"dualpipev needs at least as many micro-batches as stages: "
+                             f"m={self.n_microbatches} < 2 x {pp}")
+        sched = self.schedule_for(pp)
         f = self.fault
         if f is not None and not (0 <= f.rank < world):
             raise ValueError(f"fault rank {f.rank} is not a rank of a world of size {world}")
-        if f is not None and f.action is not None and f.action not in sched.ranks[f.rank]:
+        if f is not None and f.action is not None and f.action not in sched.ranks[f.rank % pp]:
             raise ValueError(f"fault action {f.action} is not one of rank {f.rank}'s actions")
         if f is not None and not 0 <= f.step < len(self.batches):
             raise ValueError(f"fault step {f.step} is not in 0..{len(self.batches) - 1}")
@@ -177,16 +235,20 @@ class RankResult:
     rank_act_peak: int = 0  # peak live activation bytes over all the rank's stages
     backend: str = ""
     device: str = ""
+    replica: int = 0  # which data-parallel replica (0 without data parallelism)
+    messages: dict[str, int] = field(default_factory=dict)  # sent/received in the last step
 
 
 @dataclass
 class PipelineRun:
-    """The merged result of one job on ``p`` ranks."""
+    """The merged result of one job: ``ranks`` are replica 0's pipeline ranks in order,
+    ``replicas`` the other replicas' (data parallelism)."""
 
     job: PipelineJob
     schedule: PipelineSchedule
     bounds: list[tuple[int, int]]
     ranks: list[RankResult]
+    replicas: list[list[RankResult]] = field(default_factory=list)
 
     @property
     def last(self) -> RankResult:
@@ -198,7 +260,10 @@ class PipelineRun:
 
     @property
     def logits(self) -> torch.Tensor | None:
-        return self.last.logits
+        """Step 0's logits of the whole batch (the replicas' rows in order)."""
+        last = self.schedule.rank_of(self.schedule.n_stages - 1)
+        parts = [self.last.logits] + [rep[last].logits for rep in self.replicas]
+        return None if parts[0] is None else torch.cat(parts)
 
     @property
     def grads(self) -> dict[str, torch.Tensor]:
@@ -217,8 +282,9 @@ class PipelineRun:
 
     @property
     def step_times(self) -> list[float]:
-        """Per step, the slowest rank's wall time (seconds)."""
-        return [max(ts) for ts in zip(*(r.step_times for r in self.ranks), strict=True)]
+        """Per step, the slowest rank's wall time (seconds), over all replicas."""
+        every = self.ranks + [r for rep in self.replicas for r in rep]
+        return [max(ts) for ts in zip(*(r.step_times for r in every), strict=True)]
 
     @property
     def act_bytes(self) -> list[int]:
@@ -255,9 +321,10 @@ def autocast_dtype(job: PipelineJob, device: torch.device | str = "cpu") -> torc
 
 
 def step_config(job: PipelineJob, device: torch.device | str = "cpu", microbatched: bool = True) -> StepConfig:
-    """The core step's options of ``job`` (``microbatched=False``: one full-batch step)."""
+    """The core step's options of ``job`` (``microbatched=False``: one full-batch step;
+    ``True``: all ``m x dp`` micro-batches of all replicas, accumulated in one process)."""
     return StepConfig(autocast_dtype=autocast_dtype(job, device), checkpoint=core.block_policy(job.checkpoint),
-                      clip=job.clip, n_microbatches=job.n_microbatches if microbatched else 1)
+                      clip=job.clip, n_microbatches=job.n_microbatches * job.dp if microbatched else 1)
 
 
 @dataclass
@@ -278,9 +345,10 @@ class RankStages:
                 for s, mod in self.mods.items() for local, p in mod.named_parameters()}
 
 
-def rank_stages(job: PipelineJob, world: int, rank: int, device: torch.device | str) -> RankStages:
-    """Build the model (on CPU, from the job's weights) and keep ``rank``'s stages on ``device``."""
-    sched, bounds = job.plan(world)
+def rank_stages(job: PipelineJob, pp: int, rank: int, device: torch.device | str) -> RankStages:
+    """Build the model (on CPU, from the job's weights) and keep pipeline rank ``rank``'s stages
+    (of ``pp``) on ``device``."""
+    sched, bounds = job.plan(pp * job.dp)
     model = build_model(job)
     mods, names = {}, {}
     for s, mod in enumerate(stage_modules(model, bounds)):
@@ -309,13 +377,13 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def make_job(schedule: str = "1f1b", n_microbatches: int = 4, n_chunks: int = 1, *, n_layer: int = 2,
              n_embd: int = 32, n_head: int = 4, block_size: int = 16, batch_size: int = 8,
-             steps: int = 2, seed: int | None = None, attention: str = "manual", **kwargs: Any
-             ) -> PipelineJob:
+             steps: int = 2, seed: int | None = None, attention: str = "manual",
+             dropout: float = 0.0, **kwargs: Any) -> PipelineJob:
     """A job on the course task: a fresh GPT (seeded) and ``steps`` random batches."""
     seed = seeds.resolve(seed, 0)
     task = core.char_task()
     cfg = task.config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size,
-                      attention=attention)
+                      attention=attention, dropout=dropout)
     torch.manual_seed(seed)
     state = {k: t.clone() for k, t in core.GPT(cfg).state_dict().items()}
     g = torch.Generator().manual_seed(seed + 1)

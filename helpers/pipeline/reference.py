@@ -82,39 +82,67 @@ def max_differences(run: PipelineRun | Reference, ref: PipelineRun | Reference) 
 
 @dataclass
 class Equivalence:
-    """A pipeline run against the unsplit model, with the float-rounding floor for scale.
+    """A pipeline run against the unsplit model, in two ways.
 
-    ``diffs``: pipeline vs unsplit full-batch training. ``floor``: the unsplit model trained
-    with the same micro-batches (gradient accumulation, one process) vs full-batch -- the
-    same mathematics, only the order of float additions differs. A quantity passes when its
-    difference is at most ``max(atol, factor * floor)``. (Adam divides by the root of the
-    squared-gradient average, so where a gradient is tiny, rounding moves the update a lot:
-    after several Adam steps the floor for parameters is well above the gradients'.)"""
+    ``accum``: pipeline vs the unsplit model trained with the same micro-batches in one process
+    (gradient accumulation) -- the same arithmetic in the same order, so the quantities in
+    ``exact`` must be **bit-identical** (difference exactly 0). What is not in ``exact``: the
+    parameters when gradients are clipped (the clipping norm's squares are summed per rank,
+    then across ranks), and with data parallelism the loss, gradients and parameters (replicas'
+    gradients are summed in a different order).
+
+    ``diffs``: pipeline vs full-batch training of the unsplit model; ``floor``: gradient
+    accumulation vs full-batch -- the same mathematics, only the order of float additions
+    differs. Each difference must be at most ``factor x floor``. (Adam divides by the root of
+    the squared-gradient average, so where a gradient is tiny, rounding moves the update a
+    lot: after several Adam steps the floor for parameters is well above the gradients'.)"""
 
     diffs: dict[str, float]
     floor: dict[str, float]
-    atol: float
-    factor: float
+    accum: dict[str, float]
+    exact: tuple[str, ...]
+    factor: float = 4.0
+    atol: float = 0.0
 
     def tolerance(self, key: str) -> float:
         return max(self.atol, self.factor * self.floor[key])
 
+    def passes(self, key: str) -> bool:
+        if key in self.exact and self.accum[key] != 0.0:
+            return False
+        return self.diffs[key] <= self.tolerance(key)
+
     @property
     def ok(self) -> bool:
-        return all(self.diffs[k] <= self.tolerance(k) for k in self.diffs)
+        return all(self.passes(k) for k in self.diffs)
+
+    @property
+    def bit_identical(self) -> bool:
+        """Every quantity equal to gradient accumulation's, bit for bit."""
+        return all(d == 0.0 for d in self.accum.values())
 
     def rows(self) -> list[dict[str, object]]:
-        return [{"quantity": k, "pipeline vs unsplit": f"{self.diffs[k]:.1e}",
-                 "rounding floor": f"{self.floor[k]:.1e}", "tolerance": f"{self.tolerance(k):.1e}",
-                 "equal": "yes" if self.diffs[k] <= self.tolerance(k) else "NO"}
+        return [{"quantity": k, "vs accumulation": f"{self.accum[k]:.1e}",
+                 "must be 0": "yes" if k in self.exact else "no",
+                 "vs full batch": f"{self.diffs[k]:.1e}", "rounding floor": f"{self.floor[k]:.1e}",
+                 "tolerance": f"{self.tolerance(k):.1e}", "equal": "yes" if self.passes(k) else "NO"}
                 for k in self.diffs]
 
     def summary(self) -> str:
         detail = ", ".join(f"{k} {d:.1e}" for k, d in self.diffs.items())
-        return f"max |diff| vs unsplit: {detail} -> {'equal' if self.ok else 'NOT EQUAL'}"
+        same = "bit-identical to gradient accumulation" if self.bit_identical else (
+            "exact where expected" if all(self.accum[k] == 0.0 for k in self.exact) else "NOT exact")
+        return f"max |diff| vs unsplit: {detail}; {same} -> {'equal' if self.ok else 'NOT EQUAL'}"
 
 
-def check_equivalence(run: PipelineRun, atol: float = 1e-5, factor: float = 4.0) -> Equivalence:
+def exact_keys(job: PipelineJob) -> tuple[str, ...]:
+    """The quantities a pipeline run of ``job`` must reproduce bit for bit (see Equivalence)."""
+    if job.dp > 1:
+        return ("logits",)
+    return ("logits", "loss", "grads") if job.clip is not None else ("logits", "loss", "grads", "params")
+
+
+def check_equivalence(run: PipelineRun, factor: float = 4.0, atol: float = 0.0) -> Equivalence:
     """Compare ``run`` with the unsplit model (see :class:`Equivalence`)."""
     if not run.job.return_state:
         raise ValueError("run the job with return_state=True to check equivalence")
@@ -122,5 +150,6 @@ def check_equivalence(run: PipelineRun, atol: float = 1e-5, factor: float = 4.0)
         raise ValueError(f"equivalence needs dropout=0, got {run.job.config.dropout}: with dropout "
                          "each micro-batch draws its own random masks")
     full = reference_run(run.job)
-    floor = max_differences(reference_run(run.job, microbatched=True), full)
-    return Equivalence(max_differences(run, full), floor, atol, factor)
+    accum = reference_run(run.job, microbatched=True)
+    return Equivalence(max_differences(run, full), max_differences(accum, full),
+                       max_differences(run, accum), exact_keys(run.job), factor, atol)

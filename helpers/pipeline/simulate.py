@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from helpers.pipeline.schedules import (
     BACKWARD,
     FORWARD,
+    WEIGHT,
     Action,
     PipelineSchedule,
     ScheduleError,
@@ -74,9 +75,15 @@ class Timeline:
             return 0.0
         return 1.0 - sum(self.busy(r) for r in range(self.schedule.p)) / (self.schedule.p * span)
 
+    def idle(self, rank: int | None = None) -> float:
+        """Idle time of ``rank`` (None: summed over all ranks) within the makespan."""
+        ranks = range(self.schedule.p) if rank is None else [rank]
+        return sum(self.makespan - self.busy(r) for r in ranks)
+
     @property
-    def formula(self) -> float:
-        """The textbook bubble for this schedule's p, m, v (see ``bubble_formula``)."""
+    def formula(self) -> float | None:
+        """The textbook bubble for this schedule's p, m, v (see ``bubble_formula``; None for
+        schedules without a closed form)."""
         s = self.schedule
         return bubble_formula(s.name, s.p, s.m, s.v)
 
@@ -95,8 +102,9 @@ class Timeline:
     def summary(self) -> str:
         s = self.schedule
         v = f", v={s.v}" if s.v > 1 else ""
-        return (f"{s.name} p={s.p} m={s.m}{v} ({self.source}): bubble {self.bubble:.3f} "
-                f"(formula {self.formula:.3f})")
+        f = self.formula
+        formula = "no closed form" if f is None else f"formula {f:.3f}"
+        return f"{s.name} p={s.p} m={s.m}{v} ({self.source}): bubble {self.bubble:.3f} ({formula})"
 
 
 def _cost_table(cost: Cost, n_stages: int, what: str) -> Callable[[int, int], float] | list[float]:
@@ -117,20 +125,33 @@ def _cost_table(cost: Cost, n_stages: int, what: str) -> Callable[[int, int], fl
                     f"(stage, mb) -> float, got {type(cost).__name__}")
 
 
+def _halve(cost: Cost) -> Cost:
+    if callable(cost):
+        return lambda s, i: cost(s, i) / 2  # type: ignore[operator]
+    if isinstance(cost, Sequence) and not isinstance(cost, str):
+        return [c / 2 for c in cost]
+    return cost / 2  # type: ignore[operator]
+
+
 def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2.0,
-             comm: float = 0.0) -> Timeline:
+             comm: float = 0.0, weight: Cost | None = None) -> Timeline:
     """Run ``schedule`` in simulated time; raise :class:`ScheduleError` if it deadlocks.
 
-    ``forward``/``backward``: cost of one action, as a number, a per-stage list, or a function
-    ``(stage, mb) -> cost``. ``comm``: delay added when a dependency ran on another rank.
-    The course convention is backward = 2 x forward (two matmuls per forward matmul)."""
+    ``forward``/``backward``/``weight``: cost of one action, as a number, a per-stage list, or
+    a function ``(stage, mb) -> cost``. ``comm``: delay added when a dependency ran on another
+    rank. The course convention is backward = 2 x forward (two matmuls per forward matmul).
+    For a split-backward schedule ``backward`` is the cost of ``B`` (input gradient) and
+    ``weight`` that of ``W``; with ``weight=None`` the whole backward ``backward`` is shared
+    equally between them (F = B = W = 1 by default, the setting of Qi et al. 2023)."""
     S, p = schedule.n_stages, schedule.p
+    if schedule.split_backward and weight is None:
+        backward = weight = _halve(backward)
     fcost = _cost_table(forward, S, "forward")
     bcost = _cost_table(backward, S, "backward")
+    wcost = _cost_table(weight if weight is not None else 0.0, S, "weight")
     if comm < 0:
         raise ValueError(f"comm must be >= 0, got {comm!r}")
-    f_table = isinstance(fcost, list)
-    b_table = isinstance(bcost, list)
+    tables = {FORWARD: fcost, BACKWARD: bcost, WEIGHT: wcost}
     done: dict[Action, float] = {}
     waiting: dict[Action, list[int]] = {}
     pos = [0] * p
@@ -150,10 +171,8 @@ def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2
             if start is None:
                 break
             t = start
-            if a.kind == FORWARD:
-                cost = fcost[a.stage] if f_table else fcost(a.stage, a.mb)  # type: ignore[index,operator]
-            else:
-                cost = bcost[a.stage] if b_table else bcost(a.stage, a.mb)  # type: ignore[index,operator]
+            table = tables[a.kind]
+            cost = table[a.stage] if isinstance(table, list) else table(a.stage, a.mb)
             st.append(t)
             t += cost
             en.append(t)
@@ -194,18 +213,22 @@ def check_schedule(schedule: PipelineSchedule) -> PipelineSchedule:
     """Check ``schedule``; return it unchanged or raise :class:`ScheduleError` saying what is wrong.
 
     Checks: one action list per rank; every action is well formed and on the rank holding its
-    stage; every forward and backward of every (micro-batch, stage) appears exactly once; and the
-    per-rank orders can run to completion (no rank waits for something that never comes)."""
+    stage; every forward and backward (and, when the backward is split, weight gradient) of
+    every (micro-batch, stage) appears exactly once; and the per-rank orders can run to
+    completion (no rank waits for something that never comes)."""
     if not isinstance(schedule, PipelineSchedule):
         raise TypeError(f"schedule must be a PipelineSchedule, got {type(schedule).__name__}")
     p, m, S = schedule.p, schedule.m, schedule.n_stages
     if len(schedule.ranks) != p:
         raise ScheduleError(f"schedule has {len(schedule.ranks)} rank lists for p={p} ranks")
+    kinds = (FORWARD, BACKWARD, WEIGHT) if schedule.split_backward else (FORWARD, BACKWARD)
     seen: dict[Action, int] = {}
     for r, actions in enumerate(schedule.ranks):
         for a in actions:
-            if not isinstance(a, Action) or a.kind not in (FORWARD, BACKWARD):
-                raise ScheduleError(f"rank {r}: {a!r} is not an Action with kind 'F' or 'B'")
+            if not isinstance(a, Action) or a.kind not in kinds:
+                raise ScheduleError(f"rank {r}: {a!r} is not an Action with kind in {kinds}"
+                                    + ("" if schedule.split_backward else
+                                       " (W needs a schedule with split_backward=True)"))
             if not (0 <= a.mb < m and 0 <= a.stage < S):
                 raise ScheduleError(f"rank {r}: {a} is out of range (m={m}, stages={S})")
             if schedule.rank_of(a.stage) != r:
@@ -213,11 +236,11 @@ def check_schedule(schedule: PipelineSchedule) -> PipelineSchedule:
             if a in seen:
                 raise ScheduleError(f"rank {r}: {a} appears more than once")
             seen[a] = r
-    if len(seen) != 2 * m * S:
+    if len(seen) != len(kinds) * m * S:
         missing = next(
-            Action(k, i, s) for k in (FORWARD, BACKWARD) for i in range(m) for s in range(S)
+            Action(k, i, s) for k in kinds for i in range(m) for s in range(S)
             if Action(k, i, s) not in seen
         )
-        raise ScheduleError(f"{2 * m * S - len(seen)} actions are missing, e.g. {missing}")
+        raise ScheduleError(f"{len(kinds) * m * S - len(seen)} actions are missing, e.g. {missing}")
     simulate(schedule, forward=1.0, backward=1.0)  # runs the orders; raises on a deadlock
     return schedule

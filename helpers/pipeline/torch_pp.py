@@ -1,7 +1,9 @@
 """The same split, run by PyTorch's own ``torch.distributed.pipelining``.
 
 Each rank wraps its stage module(s) in ``PipelineStage`` and hands them to ``ScheduleGPipe``,
-``Schedule1F1B`` or ``ScheduleInterleaved1F1B``. The loss function is the course's mean
+``Schedule1F1B``, ``ScheduleInterleaved1F1B``, or the zero-bubble ``ScheduleZBVZeroBubble`` and
+``ScheduleDualPipeV`` (two stages per rank in a V: rank ``r`` holds stages ``r`` and ``2p-1-r``;
+DualPipeV also overlaps one micro-batch's forward with another's backward). The loss function is the course's mean
 cross-entropy per micro-batch; torch divides the accumulated gradients by ``m``
 (``scale_grads=True``), which equals the full-batch gradient when micro-batches are equal.
 Each stage module runs the core step's forward on its layers (:class:`~helpers.pipeline.split.CoreStage`)
@@ -22,7 +24,9 @@ from helpers.pipeline.job import PipelineJob, RankResult, make_optimizer, rank_s
 from helpers.pipeline.split import CoreStage
 
 TORCH_SCHEDULES = {"gpipe": "ScheduleGPipe", "1f1b": "Schedule1F1B",
-                   "interleaved": "ScheduleInterleaved1F1B"}
+                   "interleaved": "ScheduleInterleaved1F1B", "zbv": "ScheduleZBVZeroBubble",
+                   "dualpipev": "ScheduleDualPipeV"}
+MULTI_STAGE = ("interleaved", "zbv", "dualpipev")  # schedules taking a list of stages
 
 
 def make_torch_schedule(name: str, stages: list[Any], m: int) -> Any:
@@ -30,7 +34,7 @@ def make_torch_schedule(name: str, stages: list[Any], m: int) -> Any:
     from torch.distributed import pipelining as pp  # only a distributed run needs it
 
     cls = getattr(pp, TORCH_SCHEDULES[name])
-    if name == "interleaved":
+    if name in MULTI_STAGE:
         return cls(stages, n_microbatches=m, loss_fn=lm_loss)
     return cls(stages[0], n_microbatches=m, loss_fn=lm_loss)
 
@@ -41,7 +45,7 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         PipelineStage,  # torch's pipelining, only for executor='torch'
     )
 
-    held = rank_stages(job, ctx.world, ctx.rank, ctx.device)
+    held = rank_stages(job, ctx.world, ctx.rank, ctx.device)  # no data parallelism here
     rank, S, dev, mods = ctx.rank, held.schedule.n_stages, ctx.device, held.mods
     stages = [PipelineStage(CoreStage(mods[s]), s, S, dev) for s in sorted(mods)]
     schedule = make_torch_schedule(job.schedule, stages, job.n_microbatches)
@@ -71,7 +75,10 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         result.step_times.append(time.perf_counter() - t0)
         result.cpu_times.append(time.process_time() - c0)
         if has_last:
-            result.losses.append(float(torch.stack([t.detach() for t in losses]).mean()))
+            # each micro-batch's mean loss times its share of the batch, summed in float64: the
+            # core step's sum, addition for addition (one device-to-host copy per step)
+            share = (x.shape[0] // job.n_microbatches) / x.shape[0]
+            result.losses.append(sum(torch.stack([t.detach() * share for t in losses]).double().tolist()))
     if job.return_state:
         result.params = held.copies(lambda p: p)
     ctx.set_action(len(job.batches), "done")

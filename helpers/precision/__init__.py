@@ -31,6 +31,7 @@ from helpers.precision.amp import (
     train_gpt,
     val_loss_in,
 )
+from helpers.precision.emulate import cuda_autocast
 from helpers.precision.formats import (
     DEVICES,
     DTYPE_NAMES,
@@ -68,7 +69,6 @@ from helpers.precision.probes import (
     param_grad_error,
     saved_breakdown,
 )
-from helpers.precision.emulate import cuda_autocast
 from helpers.precision.rounding import BF16AdamW, stochastic_round_bf16
 from helpers.precision.scaler import (
     LossScaler,

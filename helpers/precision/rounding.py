@@ -44,7 +44,7 @@ class BF16AdamW(torch.optim.Optimizer):
         self.generator = torch.Generator(device=params[0].device if params else "cpu").manual_seed(seed)
 
     @torch.no_grad()
-    def step(self, closure: object = None) -> None:  # noqa: D102
+    def step(self, closure: object = None) -> None:
         params = [p for g in self.param_groups for p in g["params"]]
         for p, s in zip(params, self.shadows, strict=True):
             s.copy_(p)
