@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from helpers import core, memory, training
+from helpers import checkpointing, core, memory, training
 from helpers.lessons import capstone
 from helpers.pipeline import jobs, split
 
@@ -119,34 +119,40 @@ def test_loss_agreement_and_batch_noise_on_known_curves():
         capstone.batch_noise(line[:40], window=25)
 
 
-def test_ledgers_relations_and_cross_check(task):
+def test_ledgers_are_measured_live_peaks(task):
     spec = tiny_spec(task)
-    leds = capstone.all_ledgers(task, spec)
-    plain, amp, ckpt = leds["plain"][0], leds["amp"][0], leds["checkpoint"][0]
-    # one process: the same numbers as helpers.memory's ledger of the whole model
+    names = ("plain", "amp", "accumulate", "checkpoint")
+    leds = capstone.all_ledgers(task, spec, names)
+    plain, amp, acc, ckpt = (leds[n][0] for n in names)
     model = core.GPT(spec.model)
     model.load_state_dict(capstone.initial_state(spec))
     x, y = capstone.batches(task, spec)[0]
+    # parameters, gradients, AdamW state: helpers.memory's ledger of the whole model
     ref = memory.memory_ledger(model, lambda: model(x, y)[1],
                                torch.optim.AdamW(model.parameters(), weight_decay=0.0))
-    assert plain == ref
-    assert (amp.parameters, amp.gradients, amp.optimizer_state) == (ref.parameters, ref.gradients,
-                                                                     ref.optimizer_state)
-    assert ckpt.parameters == ref.parameters and ckpt.activations < amp.activations < plain.activations
+    for led in (plain, amp, acc, ckpt):
+        assert (led.parameters, led.gradients, led.optimizer_state) == (ref.parameters, ref.gradients,
+                                                                        ref.optimizer_state)
     assert ref.optimizer_state == 2 * ref.parameters + 4 * len(list(model.parameters()))  # moments + step
-    for name in ("pipeline", "all"):
-        assert len(leds[name]) == 2
-        assert sum(led.parameters for led in leds[name]) == plain.parameters
-    assert all(a.activations < p.activations for a, p in zip(leds["all"], leds["pipeline"], strict=True))
-    # 1F1B, p=2: stage 0 holds 2 micro-batches (lesson 05's per-micro-batch measurement x 2)
-    bounds = capstone.stage_bounds(spec, capstone.combination("pipeline"))
-    per_mb = split.stage_activation_bytes(model, bounds, x[:2])
-    assert leds["pipeline"][0].activations == 2 * per_mb[0]
+    # activations = the live peak, which lesson 04's measure_memory also finds, through its own
+    # forward (same tracker, another code path)
+    for led, policy in ((plain, "none"), (ckpt, core.block_policy(True))):
+        assert led.activations == checkpointing.measure_memory(model, x, y, policy).peak
+    # the peak holds more than what the forward saved: backward's own tensors (with
+    # checkpointing: the recomputed block's inside, at least one plain block's saved bytes)
+    saved = {n: capstone.saved_activation_peaks(spec, capstone.combination(n), x, y)[0] for n in names}
+    assert all(leds[n][0].activations > saved[n] for n in names)
+    one_block = (saved["plain"] - saved["checkpoint"]) / spec.model.n_layer
+    assert ckpt.activations >= saved["checkpoint"] + one_block
+    assert saved["plain"] == ref.activations  # the saved-tensor count agrees with helpers.memory's
+    assert ckpt.activations < amp.activations < plain.activations and acc.activations < plain.activations
     rows = capstone.ledger_rows(leds, spec)
-    assert [r["process"] for r in rows] == [0, 0, 0, 0, 1, 0, 1]
+    assert [r["process"] for r in rows] == [0, 0, 0, 0]
     assert rows[0]["layers"] == "embed..head" and rows[3]["total MiB"] > 0
     with pytest.raises(ValueError, match=r"x and y must both be \(8, T\)"):
         capstone.stage_ledgers(spec, capstone.combination("plain"), x[:4], y[:4])
+    with pytest.raises(ValueError, match="pass live_peaks"):
+        capstone.stage_ledgers(spec, capstone.combination("pipeline"), x, y)
 
 
 def _ledgers(**needs):
@@ -174,6 +180,13 @@ def test_recommend_follows_memory_then_time():
         capstone.recommend(leds, -1, 1, True)
     with pytest.raises(ValueError, match="devices must be a positive int, got 0"):
         capstone.recommend(leds, 10, 0, True)
+    # gradient accumulation: before checkpointing (no recompute), after plain and AMP
+    acc = _ledgers(plain=[100], amp=[70], accumulate=[50], checkpoint=[30], pipeline=[30, 25], all=[14, 13])
+    assert capstone.recommend(acc, 60, 1, False).choice == "accumulate"
+    assert capstone.recommend(acc, 60, 1, True).choice == "accumulate"
+    assert capstone.recommend(acc, 80, 1, True).choice == "amp"
+    assert "ZeRO / FSDP" in capstone.recommend(acc, 28, 2, True).reason  # a pipeline chosen
+    assert "ZeRO / FSDP" in capstone.recommend(acc, 10, 2, True).reason  # nothing fits
 
 
 def test_sample_words_progress_and_no_notebook_side_effects(task, capsys):
@@ -213,9 +226,15 @@ def test_pipelined_combinations_agree_with_plain_and_catch_bugs(task):
     assert 0 < agree["all"].max_abs <= 0.05
     for name in ("no schedule", "batches reordered"):
         assert agree[name].max_abs > 10 * agree["all"].max_abs, name
-    leds = capstone.all_ledgers(task, spec, ("pipeline", "all"))
+    peaks = {n: capstone.RankPeaks(r.act_peak, r.live_peak) for n, r in zip(("pipeline", "all"), runs[2:4], strict=True)}
+    leds = capstone.all_ledgers(task, spec, ("pipeline", "all"), rank_peaks=peaks)
+    x, y = capstone.batches(task, spec)[0]
     for name, run in zip(("pipeline", "all"), runs[2:4], strict=True):
-        assert run.act_peak == [led.activations for led in leds[name]]
+        assert run.live_peak == [led.activations for led in leds[name]]  # the ranks' own measurement
+        # saved activations at 1F1B's peak: p - r micro-batches on rank r, as counted in-process
+        assert run.act_peak == capstone.saved_activation_peaks(spec, capstone.combination(name), x, y)
+        assert all(live > saved for live, saved in zip(run.live_peak, run.act_peak, strict=True))
+        assert sum(led.parameters for led in leds[name]) == sum(p.numel() * 4 for p in core.GPT(spec.model).parameters())
     final = plain.params
     for k, v in runs[0].params.items():
         assert torch.allclose(v, final[k], atol=1e-4), k

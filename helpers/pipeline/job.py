@@ -89,7 +89,8 @@ class PipelineJob:
     record: bool = True
     """Keep a timestamp per action (the measured timeline; course executor)."""
     measure_memory: bool = False
-    """Count the bytes each forward saves for backward, and their peak per stage."""
+    """Count the bytes each forward saves for backward and their peak per stage, and track the
+    live tensor bytes of the whole step (lesson 04's tracker): its peak per rank."""
     return_state: bool = True
     """Return logits and gradients of step 0 and the final parameters (equivalence check)."""
     fault: Fault | None = None
@@ -232,7 +233,8 @@ class RankResult:
     cpu_times: list[float] = field(default_factory=list)  # this process's CPU seconds per step
     act_bytes: dict[int, int] = field(default_factory=dict)  # stage -> bytes one mb saves
     act_peak: dict[int, int] = field(default_factory=dict)  # stage -> peak live bytes
-    rank_act_peak: int = 0  # peak live activation bytes over all the rank's stages
+    rank_act_peak: int = 0  # peak saved-activation bytes over all the rank's stages
+    live_peak: int = 0  # peak live tensor bytes of the step (grads excluded; measure_memory)
     backend: str = ""
     device: str = ""
     replica: int = 0  # which data-parallel replica (0 without data parallelism)
@@ -291,6 +293,13 @@ class PipelineRun:
         """Per stage: bytes one micro-batch's forward saves for backward (measure_memory=True)."""
         merged = {s: b for r in self.ranks for s, b in r.act_bytes.items()}
         return [merged[s] for s in range(self.schedule.n_stages)]
+
+    @property
+    def live_peak(self) -> list[int]:
+        """Per pipeline rank: the peak of live tensor bytes over the step -- saved activations,
+        temporaries, recomputed blocks, message buffers; parameter gradients excluded
+        (:class:`helpers.memory.LiveTensorTracker`, measure_memory=True)."""
+        return [r.live_peak for r in self.ranks]
 
     @property
     def act_peak(self) -> list[int]:

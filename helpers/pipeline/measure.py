@@ -2,8 +2,9 @@
 (A, B, A, B, ...) so that a change in machine load hits both alike; medians of several steps.
 
 - :func:`measure_speedup`: a 2-stage pipeline on 2 processes (1 thread each) against one
-  process running the unsplit model with the same total thread budget (2 threads), compared
-  with the pipeline's bound ``2m/(m+1)`` (the ideal pipeline over one stage-time per micro-batch).
+  process running the unsplit model on one thread (the baseline: one device doing all the
+  work) and with the same total thread budget (2 threads), compared with the pipeline's bound
+  ``2m/(m+1)`` (the ideal pipeline over one stage-time per micro-batch).
   With ``compare_torch=True`` it also times ``torch.distributed.pipelining`` on the same model,
   split, schedule and data, against the course executor.
 
@@ -73,15 +74,52 @@ def speedup_rank(ctx: Any, job: PipelineJob, rounds: int, threads_total: int,
 
 @dataclass(frozen=True)
 class Speedup:
-    """Median step times (seconds) of one :func:`measure_speedup` run."""
+    """Per-step times (seconds) of one :func:`measure_speedup` run; medians and spreads.
+
+    ``samples`` keys: ``single`` (one process, ``threads_total`` threads, unsplit model, whole
+    batch), ``single_1thread`` (the same on one thread: **the baseline** -- one device doing
+    all the work), ``pipeline`` (2-stage pipeline, 1 thread per rank: the slower rank),
+    ``pipeline_cpu`` (CPU seconds of both ranks), and with ``compare_torch`` ``torch`` /
+    ``torch_cpu`` (the same pipeline run by torch.distributed.pipelining)."""
 
     m: int
-    single_s: float  # one process, threads_total threads, unsplit model, full batch
-    single_1thread_s: float  # the same with one thread
-    pipeline_s: float  # 2-stage pipeline (our executor), 1 thread per rank: the slower rank
-    pipeline_cpu_s: float  # CPU seconds per step, both ranks together
-    torch_s: float | None = None  # the same pipeline run by torch.distributed.pipelining
-    torch_cpu_s: float | None = None
+    samples: dict[str, list[float]]
+    schedule: str = "1f1b"
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.samples[key])
+
+    def spread(self, key: str) -> tuple[float, float]:
+        """(min, max) over the measured steps."""
+        return min(self.samples[key]), max(self.samples[key])
+
+    @property
+    def repeats(self) -> int:
+        return len(self.samples["pipeline"])
+
+    @property
+    def single_s(self) -> float:
+        return self.median("single")
+
+    @property
+    def single_1thread_s(self) -> float:
+        return self.median("single_1thread")
+
+    @property
+    def pipeline_s(self) -> float:
+        return self.median("pipeline")
+
+    @property
+    def pipeline_cpu_s(self) -> float:
+        return self.median("pipeline_cpu")
+
+    @property
+    def torch_s(self) -> float | None:
+        return self.median("torch") if self.samples.get("torch") else None
+
+    @property
+    def torch_cpu_s(self) -> float | None:
+        return self.median("torch_cpu") if self.samples.get("torch_cpu") else None
 
     @property
     def speedup(self) -> float:
@@ -95,10 +133,16 @@ class Speedup:
 
     @property
     def bound(self) -> float:
+        """``2m/(m+1)``: two devices, each doing half the work, idle for 1F1B's bubble."""
         return 2 * self.m / (self.m + 1)
 
     @property
     def share_of_bound(self) -> float:
+        """Speed-up over the 1-thread baseline as a share of the bound (the issue's goal: 0.85)."""
+        return self.speedup_vs_1thread / self.bound
+
+    @property
+    def share_of_bound_same_budget(self) -> float:
         return self.speedup / self.bound
 
     @property
@@ -106,20 +150,29 @@ class Speedup:
         """True when 2 threads ran slower than 1: other programs hold the cores."""
         return self.single_s > self.single_1thread_s
 
+    def _ms(self, key: str) -> str:
+        lo, hi = self.spread(key)
+        return f"{self.median(key) * 1e3:.1f} ms (range {lo * 1e3:.1f}-{hi * 1e3:.1f})"
+
     def summary(self) -> str:
-        text = (f"m={self.m}: one process {self.single_s * 1e3:.1f} ms/step "
-                f"(1 thread: {self.single_1thread_s * 1e3:.1f} ms), 2-stage pipeline "
-                f"{self.pipeline_s * 1e3:.1f} ms/step -> speedup {self.speedup:.2f}x "
-                f"({self.speedup_vs_1thread:.2f}x over 1 thread), bound 2m/(m+1) = "
-                f"{self.bound:.2f}x: {100 * self.share_of_bound:.0f}% of bound")
+        text = (f"m={self.m}, {self.schedule}, medians of {self.repeats} steps: one process, 1 thread "
+                f"{self._ms('single_1thread')}; 2-stage pipeline, 1 thread per process "
+                f"{self._ms('pipeline')} -> speedup {self.speedup_vs_1thread:.2f}x, "
+                f"{100 * self.share_of_bound:.0f}% of the bound 2m/(m+1) = {self.bound:.2f}x\n"
+                f"same thread budget (one process, 2 threads: {self._ms('single')}): "
+                f"{self.speedup:.2f}x")
         if self.torch_s is not None and self.torch_cpu_s is not None:
-            text += (f"\nsame pipeline, torch.distributed.pipelining: {self.torch_s * 1e3:.1f} "
-                     f"ms/step; ours / torch: wall {self.pipeline_s / self.torch_s:.2f}, "
-                     f"CPU {self.pipeline_cpu_s / self.torch_cpu_s:.2f}")
+            text += (f"\nsame pipeline, torch.distributed.pipelining: {self._ms('torch')}; ours / torch: "
+                     f"wall {self.pipeline_s / self.torch_s:.2f}, CPU {self.pipeline_cpu_s / self.torch_cpu_s:.2f}")
         if self.busy:
             text += ("\nwarning: 2 threads were slower than 1, so other programs are using the "
                      "cores; rerun measure_speedup() when the machine is quiet")
         return text
+
+
+#: a model whose micro-batches are compute-bound on one CPU thread (about 25 ms per stage and
+#: micro-batch here): the per-action and per-message costs are small beside the arithmetic
+COMPUTE_BOUND = {"n_embd": 192, "block_size": 64}
 
 
 def speed_job(m: int = 8, *, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
@@ -134,30 +187,25 @@ def speed_job(m: int = 8, *, n_layer: int = 4, n_embd: int = 128, n_head: int = 
                     attention=attention, record=False, return_state=False)
 
 
-def measure_speedup(m: int = 8, rounds: int = 2, threads_total: int = 2,
+def measure_speedup(m: int = 8, rounds: int = 1, threads_total: int = 2,
                     job: PipelineJob | None = None, compare_torch: bool = False,
-                    timeout: float = 60.0) -> Speedup:
-    """Median step time of a 2-stage pipeline (2 processes x 1 thread) against one process with
-    ``threads_total`` threads, measured alternately in one launch; see :class:`Speedup`.
-    ``compare_torch`` also times ``torch.distributed.pipelining`` on the same job."""
-    job = job if job is not None else speed_job(m)
+                    timeout: float = 60.0, steps: int = 6) -> Speedup:
+    """Step times of a 2-stage pipeline (2 processes x 1 thread) against one process with one
+    thread (the baseline) and with ``threads_total`` threads, measured alternately in one
+    launch, ``rounds x (steps - 1)`` steps each; see :class:`Speedup`. The default job is the
+    compute-bound :data:`COMPUTE_BOUND` model. ``compare_torch`` also times
+    ``torch.distributed.pipelining`` on the same job."""
+    job = job if job is not None else speed_job(m, steps=steps, **COMPUTE_BOUND)
     if job.n_microbatches != m:
         job = replace(job, n_microbatches=m)
     if job.executor != "course" or job.record or job.return_state:
         job = replace(job, executor="course", record=False, return_state=False)
     per_rank = spawn(speedup_rank, 2, (job, rounds, threads_total, compare_torch),
                      timeout=timeout)
-
-    def slowest(key: str) -> float:
-        return statistics.median(max(a, b) for a, b in zip(per_rank[0][key], per_rank[1][key],
-                                                           strict=True))
-
-    def total(key: str) -> float:
-        return statistics.median(a + b for a, b in zip(per_rank[0][key], per_rank[1][key],
-                                                       strict=True))
-
-    return Speedup(m=m, single_s=statistics.median(per_rank[0]["single"]),
-                   single_1thread_s=statistics.median(per_rank[0]["single_1thread"]),
-                   pipeline_s=slowest("pipeline"), pipeline_cpu_s=total("pipeline_cpu"),
-                   torch_s=slowest("torch") if compare_torch else None,
-                   torch_cpu_s=total("torch_cpu") if compare_torch else None)
+    samples: dict[str, list[float]] = {
+        "single": per_rank[0]["single"], "single_1thread": per_rank[0]["single_1thread"]}
+    for key in ("pipeline", "torch"):  # per step: the slower rank's wall time
+        samples[key] = [max(a, b) for a, b in zip(per_rank[0][key], per_rank[1][key], strict=True)]
+    for key in ("pipeline_cpu", "torch_cpu"):  # per step: both ranks' CPU time
+        samples[key] = [a + b for a, b in zip(per_rank[0][key], per_rank[1][key], strict=True)]
+    return Speedup(m=m, samples=samples, schedule=job.schedule)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ import torch.distributed as dist
 
 from helpers.core.checkpoint import apply_checkpointing, block_policy
 from helpers.core.step import finish_step, forward, microbatch_loss, microbatches
-from helpers.memory import record_saved_tensors
+from helpers.memory import record_saved_tensors, track_live_tensors
 from helpers.pipeline import resume
 from helpers.pipeline.backward import OutputCapture, backward_input, backward_weight
 from helpers.pipeline.comm import Groups, Mailbox, Meta, exchange_meta, make_groups
@@ -227,20 +228,24 @@ class RankExecutor:
         sync = self.dev.type == "cuda"
         starts, ends = [], []
         run = {FORWARD: self.forward, BACKWARD: self.backward, WEIGHT: self.weight}
+        tracker = track_live_tensors(torch.nn.ModuleList(self.mods.values())) if job.measure_memory else None
         ctx.set_action(step, "barrier")
         dist.barrier()
         t0, c0 = time.perf_counter(), time.process_time()
-        for i, a in enumerate(self.sched.ranks[self.me]):
-            ctx.set_action(step, a.kind, a.mb, a.stage)
-            _maybe_fail(job, ctx.rank, step, i, a)
-            start = run[a.kind](st, a.mb, a.stage)
-            if job.record:
-                if sync:
-                    torch.cuda.synchronize(self.dev)
-                starts.append(start - t0)
-                ends.append(time.perf_counter() - t0)
-        ctx.set_action(step, "flush sends")
-        st.box.flush()
+        with tracker if tracker is not None else nullcontext():
+            for i, a in enumerate(self.sched.ranks[self.me]):
+                ctx.set_action(step, a.kind, a.mb, a.stage)
+                _maybe_fail(job, ctx.rank, step, i, a)
+                start = run[a.kind](st, a.mb, a.stage)
+                if job.record:
+                    if sync:
+                        torch.cuda.synchronize(self.dev)
+                    starts.append(start - t0)
+                    ends.append(time.perf_counter() - t0)
+            ctx.set_action(step, "flush sends")
+            st.box.flush()
+        if tracker is not None:
+            self.result.live_peak = tracker.log.peak_bytes()
         if st.stash or st.pending_w:
             raise RuntimeError(f"rank {ctx.rank}: {len(st.stash) + len(st.pending_w)} forwards had "
                                "no (complete) backward")

@@ -15,8 +15,10 @@ five **combinations** (:data:`COMBINATIONS`):
 Every combination starts from the same weights and sees the same batches as the reference
 (:func:`initial_state`, :func:`batches`), so their loss curves can be compared step by step
 (:func:`loss_agreement`). :func:`stage_ledgers` accounts the memory each process holds
-(parameters, gradients, optimiser state, saved activations at the schedule's peak) exactly and
-deterministically; :func:`recommend` turns those numbers into the decision guide.
+(parameters, gradients, optimiser state, and the measured live peak of the step's other tensors:
+lesson 04's tracker, on the ranks themselves for the pipeline), deterministically;
+:func:`recommend` turns those numbers into the decision guide, which also weighs gradient
+accumulation (``accumulate``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from helpers.lessons.capstone.guide import (
     PREFERENCE_FAST_LOW_PRECISION,
     PREFERENCE_SLOW_LOW_PRECISION,
+    ZERO_NOTE,
     Recommendation,
     recommend,
 )
@@ -35,19 +38,24 @@ from helpers.lessons.capstone.learning import (
 from helpers.lessons.capstone.ledgers import (
     all_ledgers,
     peak_bytes,
+    saved_activation_peaks,
+    single_live_peak,
     stage_bounds,
     stage_ledgers,
 )
 from helpers.lessons.capstone.runs import (
     COMBINATIONS,
+    GUIDE_COMBINATIONS,
     Combination,
     CurveRun,
     PipelineResults,
+    RankPeaks,
     RunSpec,
     batches,
     combination,
     initial_state,
     pipeline_job,
+    probe_pipeline_memory,
     run_combinations,
     train_pipeline,
     train_single,
@@ -71,6 +79,12 @@ from helpers.lessons.progress import clear_cell_output, progress_bar
 __all__ = [
     "Agreement",
     "COMBINATIONS",
+    "GUIDE_COMBINATIONS",
+    "RankPeaks",
+    "ZERO_NOTE",
+    "probe_pipeline_memory",
+    "saved_activation_peaks",
+    "single_live_peak",
     "Combination",
     "CurveRun",
     "LEDGER_KINDS",

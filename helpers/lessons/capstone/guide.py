@@ -13,10 +13,17 @@ from helpers.lessons.capstone.ledgers import peak_bytes
 from helpers.lessons.capstone.runs import combination
 
 # --------------------------------------------------------------------------- decision guide
-#: the order the guide tries combinations in: cheapest in time first. Checkpointing costs a
-#: second forward of each block; a pipeline needs more devices and pays the bubble.
-PREFERENCE_FAST_LOW_PRECISION = ("amp", "plain", "checkpoint", "pipeline", "all")
-PREFERENCE_SLOW_LOW_PRECISION = ("plain", "checkpoint", "amp", "pipeline", "all")
+#: the order the guide tries combinations in: cheapest in time first. Gradient accumulation
+#: only makes the matrix products smaller; checkpointing costs a second forward of each block;
+#: a pipeline needs more devices and pays the bubble.
+PREFERENCE_FAST_LOW_PRECISION = ("amp", "plain", "accumulate", "checkpoint", "pipeline", "all")
+PREFERENCE_SLOW_LOW_PRECISION = ("plain", "accumulate", "checkpoint", "amp", "pipeline", "all")
+
+#: what to say where a pipeline is chosen or nothing fits: the usual first step with several
+#: devices, and how it differs from a pipeline
+ZERO_NOTE = ("with several devices, ZeRO / FSDP (sharding optimiser state, gradients and "
+             "parameters over data-parallel devices) is usually tried first; it does not divide the "
+             "activations, a pipeline divides activations and parameters by stage")
 
 
 @dataclass(frozen=True)
@@ -61,9 +68,11 @@ def recommend(ledgers: Mapping[str, Sequence[memory.Ledger]], device_bytes: int,
                 why += ("; plain fits, so only speed matters" + (
                     ": bf16 units make AMP faster" if name == "amp" else "")
                     + (" (more devices: data parallelism, each with a full copy)" if devices > 1 else ""))
+            elif combination(name).pipeline:
+                why += f" ({ZERO_NOTE})"
             return Recommendation(name, bound, why, needs)
     smallest = min(needs, key=lambda n: needs[n])
     why = (f"nothing fits: the smallest, {combination(smallest).label}, needs "
            f"{needs[smallest] / mib:.2f} MiB per device on {procs[smallest]} device(s); use more "
-           "pipeline stages, a smaller micro-batch, or shard the optimiser state (ZeRO)")
+           f"pipeline stages or smaller micro-batches; {ZERO_NOTE}")
     return Recommendation(None, bound, why, needs)

@@ -1,28 +1,39 @@
 """The memory each process holds in one training step of a combination: parameters, gradients,
-optimiser state and saved activations at the schedule's peak."""
+optimiser state, and the **measured live peak** of everything else -- saved activations,
+temporaries, the block recomputed in backward, message buffers.
+
+The live peak comes from lesson 04's tracker (:func:`helpers.memory.track_live_tensors`, every
+tensor storage created and freed during the step), run around the course's one training step:
+:func:`helpers.core.step.forward_backward` in one process, the pipeline executor's actions on
+each rank (``measure_memory=True``). Counting only the tensors *saved* for backward misses what
+backward itself allocates: with checkpointing that is the recomputed block's whole inside, which
+exists while that block's backward runs (lesson 04).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 import torch
 
 from helpers import core, memory
-from helpers.core.step import microbatch_loss
+from helpers.core import StepConfig, block_policy
+from helpers.core.step import forward_backward, microbatch_loss
 from helpers.lessons.capstone.runs import (
-    COMBINATIONS,
+    GUIDE_COMBINATIONS,
     Combination,
+    RankPeaks,
     RunSpec,
     batches,
     combination,
     initial_state,
+    probe_pipeline_memory,
 )
 from helpers.pipeline.schedules import make_schedule
 from helpers.pipeline.split import balanced_bounds, stage_forward, stage_modules
 
 
-# --------------------------------------------------------------------------- memory ledger
 def stage_bounds(spec: RunSpec, combo: Combination) -> list[tuple[int, int]]:
     """Layer ranges of each process: all layers for one process, else the pipeline's split
     (balanced by parameters, exactly as the pipeline job plans it)."""
@@ -32,61 +43,94 @@ def stage_bounds(spec: RunSpec, combo: Combination) -> list[tuple[int, int]]:
     return balanced_bounds(core.GPT(spec.model), spec.stages)
 
 
-def stage_ledgers(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor
-                  ) -> list[memory.Ledger]:
-    """The memory each process holds in one training step of ``combo`` on the batch ``(x, y)``.
+def _model(spec: RunSpec) -> core.GPT:
+    model = core.GPT(spec.model)
+    model.load_state_dict(initial_state(spec))
+    return model
 
-    Parameters, gradients and AdamW state are measured on the stage's modules; activations are
-    the bytes one micro-batch's forward saves for backward in that stage (saved-tensor hooks,
-    lesson 03) times the most micro-batches the schedule keeps in flight there (1F1B: ``p - r``
-    on stage ``r``). One process = one stage holding the whole batch. Each stage runs the core
-    step's forward (:func:`helpers.pipeline.split.stage_forward`) and the last adds the
-    micro-batch loss, as in the pipeline's executor."""
+
+def _check_batch(spec: RunSpec, x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.shape[0] != spec.train.batch_size:
         raise ValueError(f"x and y must both be ({spec.train.batch_size}, T), got {tuple(x.shape)} "
                          f"and {tuple(y.shape)}")
+
+
+def single_live_peak(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Peak live tensor bytes of one training step of a single-process combination (the core
+    step's forward and backward, all micro-batches; parameter gradients excluded)."""
+    model = _model(spec)
+    config = StepConfig(autocast_dtype=torch.bfloat16 if combo.amp else None,
+                        checkpoint=block_policy(combo.checkpoint),
+                        n_microbatches=spec.m if combo.accumulate else 1)
+    with memory.track_live_tensors(model) as tracker:
+        forward_backward(model, x, y, config)
+    return tracker.log.peak_bytes()
+
+
+def saved_activation_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> list[int]:
+    """Per process: bytes one micro-batch's forward *saves* for backward (saved-tensor hooks)
+    times the most micro-batches the schedule keeps in flight there -- what the tensors kept
+    between forward and backward amount to, without backward's own allocations."""
+    _check_batch(spec, x, y)
     bounds = stage_bounds(spec, combo)
     S = len(bounds)
-    m = spec.m if combo.pipeline else 1
+    m = spec.m if (combo.pipeline or combo.accumulate) else 1
     inflight = make_schedule(spec.schedule, S, m).peak_in_flight() if combo.pipeline else [1]
-    xm, ym, weight = core.microbatches(x, y, m)[0]  # the pipeline's first (largest) micro-batch
-    model = core.GPT(spec.model)
-    model.load_state_dict(initial_state(spec))
-    stages = stage_modules(model, bounds)
+    xm, ym, weight = core.microbatches(x, y, m)[0]  # the first (largest) micro-batch
+    stages = stage_modules(_model(spec), bounds)
     dtype = torch.bfloat16 if combo.amp else None
-    ins, outs, acts = [], [], []
-    h: torch.Tensor = xm
+    out, h = [], xm
     for s, stage in enumerate(stages):
         inp = h.detach().requires_grad_(True) if s else h
         with memory.record_saved_tensors(stage) as log:
-            out = stage_forward(stage, inp, checkpoint=combo.checkpoint, autocast_dtype=dtype)
+            h = stage_forward(stage, inp, checkpoint=combo.checkpoint, autocast_dtype=dtype)
             if s == S - 1:
-                out = microbatch_loss(out, ym, weight)
-        ins.append(inp)
-        outs.append(out)
-        acts.append(log.total_bytes)
-        h = out
-    for s in reversed(range(S)):
-        if s == S - 1:
-            outs[s].backward()
-        else:
-            torch.autograd.backward(outs[s], ins[s + 1].grad)
+                microbatch_loss(h, ym, weight)
+        out.append(inflight[s] * log.total_bytes)
+    return out
+
+
+def stage_ledgers(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor,
+                  live_peaks: Sequence[int] | None = None) -> list[memory.Ledger]:
+    """The memory each process holds in one training step of ``combo`` on the batch ``(x, y)``.
+
+    Parameters, gradients and AdamW state are measured on the stage's modules. ``activations``
+    is the step's measured live peak: for one process :func:`single_live_peak`; for a pipeline
+    the ranks' own measurements, ``live_peaks`` (:attr:`RankPeaks.live`)."""
+    _check_batch(spec, x, y)
+    bounds = stage_bounds(spec, combo)
+    if combo.pipeline:
+        if live_peaks is None or len(live_peaks) != len(bounds):
+            raise ValueError(f"pipelined combination {combo.name!r}: pass live_peaks, the {len(bounds)} "
+                             "ranks' measured peaks (RankPeaks.live of a measure_memory probe)")
+        peaks = list(live_peaks)
+    else:
+        peaks = [single_live_peak(spec, combo, x, y)]
+    model = _model(spec)
     ledgers = []
-    for s, stage in enumerate(stages):
-        grads = sum(memory.tensor_bytes(p.grad) for p in stage.parameters() if p.grad is not None)
-        opt = torch.optim.AdamW(stage.parameters(), lr=spec.train.lr, weight_decay=0.0)
-        opt.step()
-        ledgers.append(memory.Ledger(parameters=memory.param_bytes(stage), gradients=grads,
-                                     optimizer_state=memory.optimizer_state_bytes(opt),
-                                     activations=inflight[s] * acts[s]))
+    for stage, peak in zip(stage_modules(model, bounds), peaks, strict=True):
+        params = list(stage.parameters())
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        opt = torch.optim.AdamW(params, lr=spec.train.lr, weight_decay=0.0)
+        opt.step()  # creates AdamW's two moments (and a step counter per tensor)
+        ledgers.append(memory.Ledger(parameters=memory.param_bytes(stage), gradients=memory.grad_bytes(stage),
+                                     optimizer_state=memory.optimizer_state_bytes(opt), activations=peak))
     return ledgers
 
 
-def all_ledgers(task: core.CharTask, spec: RunSpec, names: Sequence[str] = COMBINATIONS
-                ) -> dict[str, list[memory.Ledger]]:
-    """:func:`stage_ledgers` of every combination on the run's first batch."""
+def all_ledgers(task: core.CharTask, spec: RunSpec, names: Sequence[str] = GUIDE_COMBINATIONS,
+                rank_peaks: Mapping[str, RankPeaks] | None = None) -> dict[str, list[memory.Ledger]]:
+    """:func:`stage_ledgers` of every combination on the run's first batch. Pipelined
+    combinations use ``rank_peaks`` (from :func:`~helpers.lessons.capstone.run_combinations`);
+    missing ones are measured by a one-step probe on real processes."""
     x, y = batches(task, replace(spec, train=replace(spec.train, steps=1)))[0]
-    return {n: stage_ledgers(spec, combination(n), x, y) for n in names}
+    peaks = dict(rank_peaks or {})
+    missing = [n for n in names if combination(n).pipeline and n not in peaks]
+    if missing:
+        peaks.update(probe_pipeline_memory(task, spec, missing))
+    return {n: stage_ledgers(spec, combination(n), x, y,
+                             peaks[n].live if combination(n).pipeline else None) for n in names}
 
 
 def peak_bytes(ledgers: Sequence[memory.Ledger]) -> int:

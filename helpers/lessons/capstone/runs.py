@@ -24,6 +24,10 @@ from helpers.pipeline.job import torch_threads
 from helpers.pipeline.schedules import check_schedule_name
 
 COMBINATIONS = ("plain", "amp", "checkpoint", "pipeline", "all")
+#: what the decision guide chooses from: the trained combinations and gradient accumulation
+#: (one process, the batch in ``m`` micro-batches: the same mathematics as plain training, as
+#: lesson 05 proved bit for bit, so it is accounted for but not trained again)
+GUIDE_COMBINATIONS = ("plain", "amp", "accumulate", "checkpoint", "pipeline", "all")
 
 
 @dataclass(frozen=True)
@@ -40,11 +44,14 @@ class Combination:
     """Every block recomputed in backward (lesson 04)."""
     pipeline: bool
     """Stages on several processes (lesson 05)."""
+    accumulate: bool = False
+    """One process, the batch split into the run's ``m`` micro-batches (gradient accumulation)."""
 
     @property
     def techniques(self) -> str:
         used = [n for n, on in (("AMP", self.amp), ("checkpointing", self.checkpoint),
-                                ("pipeline", self.pipeline)) if on]
+                                ("pipeline", self.pipeline), ("gradient accumulation", self.accumulate))
+                if on]
         return " + ".join(used) or "none"
 
 
@@ -54,13 +61,14 @@ _COMBOS = {
     "checkpoint": Combination("checkpoint", "+checkpointing", False, True, False),
     "pipeline": Combination("pipeline", "+pipeline", False, False, True),
     "all": Combination("all", "all three", True, True, True),
+    "accumulate": Combination("accumulate", "+grad. accumulation", False, False, False, accumulate=True),
 }
 
 
 def combination(name: str) -> Combination:
-    """The :class:`Combination` called ``name`` (one of :data:`COMBINATIONS`)."""
+    """The :class:`Combination` called ``name`` (one of :data:`GUIDE_COMBINATIONS`)."""
     if name not in _COMBOS:
-        raise ValueError(f"combination must be one of {COMBINATIONS}, got {name!r}")
+        raise ValueError(f"combination must be one of {GUIDE_COMBINATIONS}, got {name!r}")
     return _COMBOS[name]
 
 
@@ -163,6 +171,9 @@ def train_single(task: core.CharTask, spec: RunSpec, combo: Combination, progres
     perturbation the size of one rounding, to see how sensitive training is to it."""
     if combo.pipeline:
         raise ValueError(f"combination {combo.name!r} is pipelined: use train_pipeline")
+    if combo.accumulate:
+        raise ValueError("combination 'accumulate' is accounted for by the guide, not trained here "
+                         "(gradient accumulation is plain training's mathematics: lesson 05)")
     steps = spec.train.steps if steps is None else steps
     validate.integer("steps", steps, 1, spec.train.steps)
     trainer = training.Trainer(spec.model, task, spec.train_config(combo))
@@ -201,12 +212,23 @@ def pipeline_job(task: core.CharTask, spec: RunSpec, combo: Combination, *,
         name=f"{combo.name}{'-memory' if measure_memory else ''}")
 
 
+@dataclass(frozen=True)
+class RankPeaks:
+    """What the ranks of a pipelined combination measured in a one-step memory probe, per rank:
+    ``saved`` -- the peak of saved activations (saved-tensor hooks, micro-batches in flight);
+    ``live`` -- the peak of all live tensors of the step (lesson 04's tracker: saved activations,
+    temporaries, the recomputed block, message buffers; parameter gradients excluded)."""
+
+    saved: list[int]
+    live: list[int]
+
+
 @dataclass
 class PipelineResults:
-    """The pipelined runs of one launch, and the saved-activation peaks the ranks measured."""
+    """The pipelined runs of one launch, and the memory peaks the ranks measured."""
 
     runs: dict[str, CurveRun]
-    act_peak: dict[str, list[int]]
+    peaks: dict[str, RankPeaks]
 
 
 def train_pipeline(task: core.CharTask, spec: RunSpec, names: Sequence[str], progress: bool = False,
@@ -218,21 +240,30 @@ def train_pipeline(task: core.CharTask, spec: RunSpec, names: Sequence[str], pro
     todo += [pipeline_job(task, spec, c, measure_memory=True, steps=1) for c in combos]
     runs = jobs.run(todo, spec.stages, threads=1, timeout=timeout, deadline=deadline, progress=progress)
     out: dict[str, CurveRun] = {}
-    peaks: dict[str, list[int]] = {}
+    peaks: dict[str, RankPeaks] = {}
     for c, run, mem in zip(combos, runs[: len(combos)], runs[len(combos):], strict=True):
         out[c.name] = CurveRun(c, list(run.losses), list(run.step_times), spec.tokens_per_step,
                                run.params, processes=spec.stages)
-        peaks[c.name] = list(mem.act_peak)
+        peaks[c.name] = RankPeaks(list(mem.act_peak), list(mem.live_peak))
     return PipelineResults(out, peaks)
+
+
+def probe_pipeline_memory(task: core.CharTask, spec: RunSpec, names: Sequence[str],
+                          timeout: float = 120.0) -> dict[str, RankPeaks]:
+    """Only the one-step memory probes of the pipelined combinations ``names`` (one launch)."""
+    combos = [combination(n) for n in names]
+    runs = jobs.run([pipeline_job(task, spec, c, measure_memory=True, steps=1) for c in combos],
+                    spec.stages, threads=1, timeout=timeout)
+    return {c.name: RankPeaks(list(r.act_peak), list(r.live_peak)) for c, r in zip(combos, runs, strict=True)}
 
 
 def run_combinations(task: core.CharTask, spec: RunSpec, names: Sequence[str] = COMBINATIONS,
                      progress: bool = False, steps: Mapping[str, int] | None = None
-                     ) -> tuple[dict[str, CurveRun], dict[str, list[int]]]:
+                     ) -> tuple[dict[str, CurveRun], dict[str, RankPeaks]]:
     """Train every combination in ``names``: single-process ones here (1 thread: one "device"
     is one core), pipelined ones in one launch. ``steps`` may shorten single-process runs
     (their first steps only, e.g. just to time them). Returns the runs and the ranks'
-    activation peaks."""
+    memory peaks (:class:`RankPeaks`)."""
     steps = dict(steps or {})
     for n in list(names) + list(steps):
         combination(n)
@@ -244,11 +275,11 @@ def run_combinations(task: core.CharTask, spec: RunSpec, names: Sequence[str] = 
         for n in names:
             if not combination(n).pipeline:
                 out[n] = train_single(task, spec, combination(n), progress, steps=steps.get(n))
-    peaks: dict[str, list[int]] = {}
+    peaks: dict[str, RankPeaks] = {}
     if piped:
         res = train_pipeline(task, spec, piped, progress)
         out.update(res.runs)
-        peaks = res.act_peak
+        peaks = res.peaks
     return {n: out[n] for n in names}, peaks
 
 
