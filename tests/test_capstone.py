@@ -10,7 +10,7 @@ import torch
 
 from helpers import checkpointing, core, memory, training
 from helpers.lessons import capstone
-from helpers.pipeline import jobs, split
+from helpers.pipeline import jobs
 
 
 @pytest.fixture(scope="module")
