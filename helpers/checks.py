@@ -67,7 +67,9 @@ def check(exercise: Exercise, answer: object) -> bool:
 
 
 def _same(got: object, want: object, rtol: float, atol: float) -> bool:
-    """Equal within tolerance, element by element, through tuples and lists."""
+    """Equal within tolerance, element by element, through tuples and lists (text: exactly)."""
+    if isinstance(want, str):
+        return isinstance(got, str) and got == want
     if isinstance(want, tuple | list):
         return (isinstance(got, tuple | list) and len(got) == len(want)
                 and all(_same(g, w, rtol, atol) for g, w in zip(got, want, strict=True)))

@@ -1,5 +1,6 @@
-"""Timeline pictures: one row per rank, forward boxes blue, backward boxes orange (darker for
-later model chunks in interleaved schedules), the micro-batch number on each box when it fits."""
+"""Timeline pictures: one row per rank, forward boxes blue, backward boxes orange, weight-gradient
+boxes (split backward) green -- darker for a rank's later model chunk -- and the micro-batch
+number on each box when it fits."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from helpers.pipeline.schedules import FORWARD
 from helpers.pipeline.simulate import Timeline
 from helpers.plots import PALETTE
 
-_COLORS = {"F": PALETTE[0], "B": PALETTE[1]}
+_COLORS = {"F": PALETTE[0], "B": PALETTE[1], "W": PALETTE[2]}
 
 
 def _shade(color: str, chunk: int, chunks: int) -> tuple[float, float, float]:
@@ -39,7 +40,7 @@ def draw_timeline(tl: Timeline, ax: Axes | None = None, title: str | None = None
         labels = len(events) <= 160
     groups: dict[tuple[int, str, int], list[tuple[float, float]]] = defaultdict(list)
     for e in events:
-        groups[(e.rank, e.action.kind, e.action.stage // s.p)].append(
+        groups[(e.rank, e.action.kind, s.chunk_of(e.action.stage))].append(
             (e.start * scale, (e.end - e.start) * scale))
     for (rank, kind, chunk), boxes in groups.items():
         ax.broken_barh(boxes, (rank - 0.4, 0.8), facecolors=_shade(_COLORS[kind], chunk, s.v),
@@ -62,8 +63,10 @@ def draw_timeline(tl: Timeline, ax: Axes | None = None, title: str | None = None
         title = f"{s.name}, p={s.p}, m={s.m}{v}: bubble {tl.bubble:.2f}"
     ax.set_title(title, fontsize=10, loc="left")
     if legend:
-        ax.legend(handles=[Patch(color=_COLORS["F"], label="forward"),
-                           Patch(color=_COLORS["B"], label="backward")],
-                  loc="lower right", fontsize=7, ncols=2, bbox_to_anchor=(1.0, 1.0),
-                  borderaxespad=0.1)
+        handles = [Patch(color=_COLORS["F"], label="forward"),
+                   Patch(color=_COLORS["B"], label="backward (B: input grad)" if s.split_backward else "backward")]
+        if s.split_backward:
+            handles.append(Patch(color=_COLORS["W"], label="W: weight grad"))
+        ax.legend(handles=handles, loc="lower right", fontsize=7, ncols=len(handles),
+                  bbox_to_anchor=(1.0, 1.0), borderaxespad=0.1)
     return ax

@@ -24,7 +24,7 @@ class ScheduleView:
 
     timeline: Timeline
     bubble: float
-    formula: float
+    formula: float | None
     peak_in_flight: list[int]
     figure: Figure
 
@@ -32,15 +32,16 @@ class ScheduleView:
     def text(self) -> str:
         s = self.timeline.schedule
         v = f", v={s.v}" if s.v > 1 else ""
-        return (f"{s.name}, p={s.p}, m={s.m}{v}: bubble {self.bubble:.3f} "
-                f"(formula {self.formula:.3f}); peak in-flight micro-batches per stage "
-                f"{self.peak_in_flight}")
+        f = "no closed form" if self.formula is None else f"formula {self.formula:.3f}"
+        return (f"{s.name}, p={s.p}, m={s.m}{v}: bubble {self.bubble:.3f} ({f}); peak in-flight "
+                f"micro-batches per stage {self.peak_in_flight}")
 
 
 def schedule_view(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2,
                   backward: float = 2.0) -> ScheduleView:
-    """Simulate ``schedule`` (v is used only by 'interleaved') with forward = 1 and
-    backward = ``backward`` per stage, and draw it. Raises ValueError on impossible settings."""
+    """Simulate ``schedule`` (v is used only by 'interleaved'; 'zbv' has 2 chunks) with
+    forward = 1 and backward = ``backward`` per full rank (a chunk costs 1/v of that; a split
+    backward is half B, half W), and draw it. Raises ValueError on impossible settings."""
     sched = make_schedule(schedule, p, m, v if schedule == "interleaved" else 1)
     tl = simulate(sched, forward=1.0 / sched.v, backward=backward / sched.v)
     fig, ax = plt.subplots(figsize=(7.0, 0.4 * p + 1.3))
@@ -66,7 +67,7 @@ def schedule_widget(p: int = 4, m: int = 8, schedule: str = "1f1b", v: int = 2):
 
     def redraw(_: object = None) -> None:
         kw = {k: c.value for k, c in controls.items()}
-        controls["v"].disabled = kw["schedule"] != "interleaved"
+        controls["v"].disabled = kw["schedule"] != "interleaved"  # zbv: always 2
         try:
             view = schedule_view(**kw)
         except ValueError as exc:
