@@ -116,7 +116,7 @@ def test_timing_experiments_run():
     small = measure.speed_job(2, n_layer=2, n_embd=32, block_size=16, batch_size=8, steps=3)
     s = measure.measure_speedup(2, rounds=1, job=small, compare_torch=True)
     assert s.bound == pytest.approx(4 / 3) and s.single_s > 0 and s.pipeline_s > 0
-    assert s.repeats == 2 and s.spread("pipeline")[0] <= s.pipeline_s <= s.spread("pipeline")[1]
+    assert s.repeats == 2 and s.rounds == 1 and s.spread("pipeline")[0] <= s.pipeline_s <= s.spread("pipeline")[1]
     assert s.torch_s > 0 and "of the bound" in s.summary() and "ours / torch" in s.summary()
     assert s.share_of_bound == pytest.approx(s.single_1thread_s / s.pipeline_s / s.bound)
 

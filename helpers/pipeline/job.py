@@ -227,8 +227,10 @@ class RankResult:
     logits: torch.Tensor | None = None  # step 0, last stage
     grads: dict[str, torch.Tensor] = field(default_factory=dict)  # step 0, full-model names
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # after the last step
-    starts: list[list[float]] = field(default_factory=list)  # per step, per action
+    starts: list[list[float]] = field(default_factory=list)  # per step, per action (s after origin)
     ends: list[list[float]] = field(default_factory=list)
+    origins: list[float] = field(default_factory=list)  # per step: time.perf_counter() after the barrier
+    host: str = ""  # where the rank ran (perf_counter is one clock for all processes of a host)
     step_times: list[float] = field(default_factory=list)  # wall seconds per step
     cpu_times: list[float] = field(default_factory=list)  # this process's CPU seconds per step
     act_bytes: dict[int, int] = field(default_factory=dict)  # stage -> bytes one mb saves
@@ -276,11 +278,19 @@ class PipelineRun:
         return {k: v for r in self.ranks for k, v in r.params.items()}
 
     def timeline(self, step: int = -1) -> Timeline:
-        """The measured timeline of one step (seconds; each rank's clock starts at a barrier)."""
+        """The measured timeline of one step (seconds from the first rank's release from the
+        step's barrier; on several hosts each rank's own release, whose clocks differ)."""
         if not self.job.record or self.job.executor != "course":
             raise ValueError("no timeline: run the job with executor='course' and record=True")
-        return Timeline(self.schedule, [r.starts[step] for r in self.ranks],
-                        [r.ends[step] for r in self.ranks], source="measured")
+        shift = [0.0] * len(self.ranks)
+        if len({r.host for r in self.ranks}) == 1 and all(r.origins for r in self.ranks):
+            # one machine: one monotonic clock, so put every rank on rank 0's time axis (the
+            # barrier releases the ranks some microseconds apart)
+            first = min(r.origins[step] for r in self.ranks)
+            shift = [r.origins[step] - first for r in self.ranks]
+        return Timeline(self.schedule, [[t + d for t in r.starts[step]] for r, d in zip(self.ranks, shift, strict=True)],
+                        [[t + d for t in r.ends[step]] for r, d in zip(self.ranks, shift, strict=True)],
+                        source="measured")
 
     @property
     def step_times(self) -> list[float]:

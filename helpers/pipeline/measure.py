@@ -53,13 +53,16 @@ def speedup_rank(ctx: Any, job: PipelineJob, rounds: int, threads_total: int,
     """Rank function: alternate single-process baselines (on rank 0, the others wait at a
     barrier) and the pipeline (all ranks, one thread each; with ``compare_torch`` also the same
     job run by ``torch.distributed.pipelining``). Drops each run's first step."""
-    out: dict[str, list[float]] = {k: [] for k in ("single", "single_1thread", "pipeline",
+    out: dict[str, list[float]] = {k: [] for k in ("single", "single_1thread", "concurrent", "pipeline",
                                                    "pipeline_cpu", "torch", "torch_cpu")}
     for _ in range(rounds):
         dist.barrier()
         if ctx.rank == 0:
             out["single"] += _single_process_steps(job, threads_total)[1:]
             out["single_1thread"] += _single_process_steps(job, 1)[1:]
+        dist.barrier()
+        # the machine's own limit: both ranks run the whole 1-thread step at the same time
+        out["concurrent"] += _single_process_steps(job, 1)[1:]
         dist.barrier()
         torch.set_num_threads(1)
         ours = runtime.run_rank(ctx, job)
@@ -85,6 +88,8 @@ class Speedup:
     m: int
     samples: dict[str, list[float]]
     schedule: str = "1f1b"
+    rounds: int = 1
+    """The samples come in this many rounds (single, single 1 thread, pipeline, torch, in turn)."""
 
     def median(self, key: str) -> float:
         return statistics.median(self.samples[key])
@@ -121,15 +126,22 @@ class Speedup:
     def torch_cpu_s(self) -> float | None:
         return self.median("torch_cpu") if self.samples.get("torch_cpu") else None
 
+    def ratios(self, num: str, den: str) -> list[float]:
+        """Per round: median of ``num`` / median of ``den`` (both measured in that round)."""
+        k = len(self.samples[den]) // self.rounds
+        return [statistics.median(self.samples[num][r * k:(r + 1) * k])
+                / statistics.median(self.samples[den][r * k:(r + 1) * k]) for r in range(self.rounds)]
+
     @property
     def speedup(self) -> float:
-        """Pipeline vs one process with the same total thread budget."""
-        return self.single_s / self.pipeline_s
+        """Pipeline vs one process with the same total thread budget (median over rounds)."""
+        return statistics.median(self.ratios("single", "pipeline"))
 
     @property
     def speedup_vs_1thread(self) -> float:
-        """Pipeline vs one process with one thread (what the bound assumes per stage)."""
-        return self.single_1thread_s / self.pipeline_s
+        """Pipeline vs one process with one thread (what the bound assumes per stage); the
+        median over rounds of the ratio measured within each round."""
+        return statistics.median(self.ratios("single_1thread", "pipeline"))
 
     @property
     def bound(self) -> float:
@@ -146,6 +158,18 @@ class Speedup:
         return self.speedup / self.bound
 
     @property
+    def parallel_efficiency(self) -> float:
+        """How fast two processes run side by side, each relative to one alone (1.0: the two
+        cores do not slow each other down; shared caches, memory bandwidth or SMT siblings make it
+        less). Median over rounds."""
+        return statistics.median(self.ratios("single_1thread", "concurrent"))
+
+    @property
+    def ceiling(self) -> float:
+        """The bound on this machine: ``parallel_efficiency x 2m/(m+1)``."""
+        return self.parallel_efficiency * self.bound
+
+    @property
     def busy(self) -> bool:
         """True when 2 threads ran slower than 1: other programs hold the cores."""
         return self.single_s > self.single_1thread_s
@@ -155,12 +179,15 @@ class Speedup:
         return f"{self.median(key) * 1e3:.1f} ms (range {lo * 1e3:.1f}-{hi * 1e3:.1f})"
 
     def summary(self) -> str:
-        text = (f"m={self.m}, {self.schedule}, medians of {self.repeats} steps: one process, 1 thread "
-                f"{self._ms('single_1thread')}; 2-stage pipeline, 1 thread per process "
-                f"{self._ms('pipeline')} -> speedup {self.speedup_vs_1thread:.2f}x, "
-                f"{100 * self.share_of_bound:.0f}% of the bound 2m/(m+1) = {self.bound:.2f}x\n"
-                f"same thread budget (one process, 2 threads: {self._ms('single')}): "
-                f"{self.speedup:.2f}x")
+        r = self.ratios("single_1thread", "pipeline")
+        text = (f"m={self.m}, {self.schedule}, {self.repeats} steps each in {self.rounds} rounds: one process, "
+                f"1 thread {self._ms('single_1thread')}; 2-stage pipeline, 1 thread per process "
+                f"{self._ms('pipeline')} -> speedup {self.speedup_vs_1thread:.2f}x (rounds "
+                f"{min(r):.2f}-{max(r):.2f}), {100 * self.share_of_bound:.0f}% of the bound 2m/(m+1) = "
+                f"{self.bound:.2f}x\ntwo 1-thread processes side by side run at {self.parallel_efficiency:.2f}x "
+                f"their solo speed here, so this machine's ceiling is {self.ceiling:.2f}x "
+                f"({100 * self.speedup_vs_1thread / self.ceiling:.0f}% reached)\n"
+                f"same thread budget (one process, 2 threads: {self._ms('single')}): {self.speedup:.2f}x")
         if self.torch_s is not None and self.torch_cpu_s is not None:
             text += (f"\nsame pipeline, torch.distributed.pipelining: {self._ms('torch')}; ours / torch: "
                      f"wall {self.pipeline_s / self.torch_s:.2f}, CPU {self.pipeline_cpu_s / self.torch_cpu_s:.2f}")
@@ -170,9 +197,10 @@ class Speedup:
         return text
 
 
-#: a model whose micro-batches are compute-bound on one CPU thread (about 25 ms per stage and
-#: micro-batch here): the per-action and per-message costs are small beside the arithmetic
-COMPUTE_BOUND = {"n_embd": 192, "block_size": 64}
+#: micro-batches that are compute-bound on one CPU thread: 8 sequences x 64 tokens each at
+#: m = 8 (about 20 ms of forward + backward per stage and micro-batch on the course machine),
+#: so that the fixed cost per action and per message is small beside the arithmetic
+COMPUTE_BOUND = {"n_embd": 128, "block_size": 64, "batch_size": 64}
 
 
 def speed_job(m: int = 8, *, n_layer: int = 4, n_embd: int = 128, n_head: int = 4,
@@ -187,9 +215,9 @@ def speed_job(m: int = 8, *, n_layer: int = 4, n_embd: int = 128, n_head: int = 
                     attention=attention, record=False, return_state=False)
 
 
-def measure_speedup(m: int = 8, rounds: int = 1, threads_total: int = 2,
+def measure_speedup(m: int = 8, rounds: int = 3, threads_total: int = 2,
                     job: PipelineJob | None = None, compare_torch: bool = False,
-                    timeout: float = 60.0, steps: int = 6) -> Speedup:
+                    timeout: float = 60.0, steps: int = 3) -> Speedup:
     """Step times of a 2-stage pipeline (2 processes x 1 thread) against one process with one
     thread (the baseline) and with ``threads_total`` threads, measured alternately in one
     launch, ``rounds x (steps - 1)`` steps each; see :class:`Speedup`. The default job is the
@@ -203,9 +231,10 @@ def measure_speedup(m: int = 8, rounds: int = 1, threads_total: int = 2,
     per_rank = spawn(speedup_rank, 2, (job, rounds, threads_total, compare_torch),
                      timeout=timeout)
     samples: dict[str, list[float]] = {
-        "single": per_rank[0]["single"], "single_1thread": per_rank[0]["single_1thread"]}
+        "single": per_rank[0]["single"], "single_1thread": per_rank[0]["single_1thread"],
+        "concurrent": [(a + b) / 2 for a, b in zip(per_rank[0]["concurrent"], per_rank[1]["concurrent"], strict=True)]}
     for key in ("pipeline", "torch"):  # per step: the slower rank's wall time
         samples[key] = [max(a, b) for a, b in zip(per_rank[0][key], per_rank[1][key], strict=True)]
     for key in ("pipeline_cpu", "torch_cpu"):  # per step: both ranks' CPU time
         samples[key] = [a + b for a, b in zip(per_rank[0][key], per_rank[1][key], strict=True)]
-    return Speedup(m=m, samples=samples, schedule=job.schedule)
+    return Speedup(m=m, samples=samples, schedule=job.schedule, rounds=rounds)

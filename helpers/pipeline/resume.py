@@ -33,10 +33,11 @@ MANIFEST = "manifest.json"
 FORMAT = "course-pipeline-checkpoint-v1"
 
 
-def run_identity(ex: Any) -> dict[str, object]:
-    """What must match for a checkpoint to continue this run: sizes, schedule, grid, the
-    training options, and a hash of the initial weights and of the batches."""
-    job, ctx = ex.job, ex.ctx
+def run_identity(job: Any, world: int) -> dict[str, object]:
+    """What must match for a checkpoint to continue ``job`` on ``world`` ranks: sizes,
+    schedule, grid, the training options, and a hash of the initial weights and of the batches."""
+    with torch.random.fork_rng(devices=[]):  # planning may build a model: keep the rank's stream
+        _, bounds = job.plan(world)
     h = hashlib.sha256()
     for k in sorted(job.state):
         h.update(k.encode())
@@ -45,11 +46,11 @@ def run_identity(ex: Any) -> dict[str, object]:
         h.update(x.numpy().tobytes())
         h.update(y.numpy().tobytes())
     return {"format": FORMAT, "model": asdict(job.config), "schedule": job.schedule,
-            "m": job.n_microbatches, "v": job.chunks, "world": ctx.world, "dp": job.dp,
-            "bounds": [list(b) for b in ex.held.bounds], "optimizer": job.optimizer, "lr": job.lr,
+            "m": job.n_microbatches, "v": job.chunks, "world": world, "dp": job.dp,
+            "bounds": [list(b) for b in bounds], "optimizer": job.optimizer, "lr": job.lr,
             "amp": job.amp, "checkpoint": job.checkpoint, "clip": job.clip,
             "lr_schedule": None if job.lr_schedule is None else repr(job.lr_schedule),
-            "steps": len(job.batches), "data_sha256": h.hexdigest()}
+            "steps": len(job.batches), "seed": job.seed, "data_sha256": h.hexdigest()}
 
 
 def _step_dir(save_dir: str | os.PathLike, step: int) -> Path:
@@ -71,7 +72,7 @@ def save(ex: Any, step: int) -> Path:
     job, ctx = ex.job, ex.ctx
     d = _step_dir(job.save_dir, step)
     shard = d / f"rank-{ctx.rank}.pt"
-    state = {"identity": run_identity(ex), "rank": ctx.rank, "step": step,
+    state = {"identity": run_identity(job, ctx.world), "rank": ctx.rank, "step": step,
              "stages": {str(s): mod.state_dict() for s, mod in ex.mods.items()},
              "optimizer": ex.opt.state_dict(),
              "scheduler": None if ex.lr_sched is None else ex.lr_sched.state_dict(),
@@ -112,8 +113,9 @@ def _differences(a: dict, b: dict) -> list[str]:
 
 
 def verify(save_dir: str | os.PathLike, identity: dict, world: int) -> tuple[Path, dict]:
-    """Check the newest complete checkpoint against this run and every shard's SHA-256;
-    returns (its directory, its manifest). Raises CheckpointError/ValueError naming the shard."""
+    """Check the newest complete checkpoint against this run (``run_identity(job, world)``) and
+    every shard's SHA-256; returns (its directory, its manifest). Raises CheckpointError or
+    ValueError naming what is wrong; reads only, so it can run in a notebook before any launch."""
     found = latest(save_dir)
     if found is None:
         raise CheckpointError(f"no complete pipeline checkpoint (a step-*/{MANIFEST}) in {save_dir}")
@@ -139,7 +141,7 @@ def verify(save_dir: str | os.PathLike, identity: dict, world: int) -> tuple[Pat
 def load(ex: Any) -> int:
     """Restore this rank's state from the newest complete checkpoint; returns its step."""
     job, ctx = ex.job, ex.ctx
-    d, manifest = verify(job.save_dir, run_identity(ex), ctx.world)
+    d, manifest = verify(job.save_dir, run_identity(job, ctx.world), ctx.world)
     state = read_checkpoint(d / manifest["shards"][str(ctx.rank)]["file"])
     if state.get("rank") != ctx.rank or state.get("step") != manifest["step"]:
         raise CheckpointError(f"checkpoint {d}: shard of rank {ctx.rank} holds rank {state.get('rank')}, "

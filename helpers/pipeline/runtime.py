@@ -32,6 +32,7 @@ ranks' squared norms over the pipeline), and after it the learning-rate schedule
 from __future__ import annotations
 
 import os
+import socket
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -249,7 +250,7 @@ class RankExecutor:
         if st.stash or st.pending_w:
             raise RuntimeError(f"rank {ctx.rank}: {len(st.stash) + len(st.pending_w)} forwards had "
                                "no (complete) backward")
-        self._finish(step, st, sync, t0, c0, starts, ends)
+        self._finish(step, st, sync, t0, c0, starts, ends)  # t0: this rank's release from the barrier
 
     def _finish(self, step: int, st: StepState, sync: bool, t0: float, c0: float,
                 starts: list[float], ends: list[float]) -> None:
@@ -278,6 +279,8 @@ class RankExecutor:
         if job.record:
             res.starts.append(starts)
             res.ends.append(ends)
+            res.origins.append(t0)
+            res.host = socket.gethostname()
         if st.meter is not None:
             res.act_bytes = {s: st.meter.per_mb[(0, s)] for s in self.mods}
             res.act_peak, res.rank_act_peak = dict(st.meter.peak), st.meter.peak_total

@@ -14,19 +14,27 @@ from helpers.pipeline.split import layer_names
 
 
 # --------------------------------------------------------------------------- tables
-def ledger_rows(ledgers: Mapping[str, Sequence[memory.Ledger]], spec: RunSpec) -> list[dict[str, object]]:
-    """One row per (combination, process): layers and the ledger in MiB (deterministic)."""
+def ledger_rows(ledgers: Mapping[str, Sequence[memory.Ledger]], spec: RunSpec,
+                saved: Mapping[str, Sequence[int]] | None = None) -> list[dict[str, object]]:
+    """One row per (combination, process): layers and the ledger in MiB (deterministic).
+    ``activations`` is the step's measured live peak; with ``saved`` (per combination, per
+    process: :func:`~helpers.lessons.capstone.saved_activation_peaks`) a column shows what the
+    forward *saved* at the schedule's peak, for comparison."""
     names = layer_names(spec.model.n_layer + 2)
     rows = []
     for name, leds in ledgers.items():
         combo = combination(name)
         for s, (a, b) in enumerate(stage_bounds(spec, combo)):
             mib = leds[s].as_mib()
-            rows.append({"combination": combo.label, "process": s,
-                         "layers": f"{names[a]}..{names[b - 1]}" if b - a > 1 else names[a],
-                         "params MiB": mib["parameters"], "grads MiB": mib["gradients"],
-                         "Adam MiB": mib["optimizer_state"], "activations MiB": mib["activations"],
-                         "total MiB": mib["total"]})
+            row: dict[str, object] = {"combination": combo.label, "process": s,
+                                      "layers": f"{names[a]}..{names[b - 1]}" if b - a > 1 else names[a],
+                                      "params MiB": mib["parameters"], "grads MiB": mib["gradients"],
+                                      "Adam MiB": mib["optimizer_state"]}
+            if saved is not None:
+                row["saved MiB"] = round(saved[name][s] / memory.MiB, 3)
+            row["activation peak MiB"] = mib["activations"]
+            row["total MiB"] = mib["total"]
+            rows.append(row)
     return rows
 
 
