@@ -86,14 +86,19 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.mark.timeout(120)
-def test_torchrun_cpu_gloo_with_check():
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("nproc, extra, expect", [
+    (2, ["--schedule", "1f1b", "-m", "4"], "2 ranks, gloo on cpu"),
+    (2, ["--schedule", "zbh1", "-m", "4"], "zbh1 (course executor), 2 ranks"),
+    (4, ["--schedule", "1f1b", "-m", "2", "--dp", "2"], "2 ranks x 2 replicas, gloo on cpu"),
+])
+def test_torchrun_cpu_gloo_with_check(nproc, extra, expect):
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "helpers.pipeline",
-           "--schedule", "1f1b", "-m", "4", "--n-layer", "2", "--steps", "2", "--check"]
-    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=110)
+    cmd = [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m", "helpers.pipeline",
+           *extra, "--n-layer", "2", "--steps", "2", "--check"]
+    out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=140)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "2 ranks, gloo on cpu" in out.stdout
+    assert expect in out.stdout
     assert "-> equal" in out.stdout
 
 

@@ -214,6 +214,11 @@ def test_schedule_widget_redraws_the_timeline(lab: LabPage) -> None:
     v = 3 if v != 3 else 2
     lab.set_control("v", v)
     shows("interleaved", 2, 16, v)
+    figure = lab.wait_for_new_figure(figure)
+
+    lab.set_control("schedule", "zbh1")  # split backward, F = B = W: (p-1)/(3m+p-1)
+    rx = re.compile(re.escape("zbh1, p=2, m=16: bubble ") + r"([0-9.]+)")
+    assert abs(float(rx.search(lab.wait_for_text(rx)).group(1)) - 1 / (3 * 16 + 1)) < 1e-3
     lab.wait_for_new_figure(figure)
     lab.assert_no_errors()
     lab.screenshot("changed")
