@@ -146,12 +146,16 @@ def test_ledgers_are_measured_live_peaks(task):
     assert ckpt.activations >= saved["checkpoint"] + one_block
     assert saved["plain"] == ref.activations  # the saved-tensor count agrees with helpers.memory's
     assert ckpt.activations < amp.activations < plain.activations and acc.activations < plain.activations
+    # the step's highest point: params + Adam + the live peak with the gradients as they appear;
+    # below the sum of the parts (not every gradient exists at the activations' peak)
+    for led in (plain, amp, acc, ckpt):
+        assert led.parameters + led.optimizer_state + led.activations < led.peak <= led.total
     rows = capstone.ledger_rows(leds, spec)
     assert [r["process"] for r in rows] == [0, 0, 0, 0]
     assert rows[0]["layers"] == "embed..head" and rows[3]["total MiB"] > 0
     with pytest.raises(ValueError, match=r"x and y must both be \(8, T\)"):
         capstone.stage_ledgers(spec, capstone.combination("plain"), x[:4], y[:4])
-    with pytest.raises(ValueError, match="pass live_peaks"):
+    with pytest.raises(ValueError, match="pass rank_peaks"):
         capstone.stage_ledgers(spec, capstone.combination("pipeline"), x, y)
 
 
@@ -180,8 +184,11 @@ def test_recommend_follows_memory_then_time():
         capstone.recommend(leds, -1, 1, True)
     with pytest.raises(ValueError, match="devices must be a positive int, got 0"):
         capstone.recommend(leds, 10, 0, True)
-    # gradient accumulation: before checkpointing (no recompute), after plain and AMP
+    # gradient accumulation: before checkpointing (no recompute), after plain and AMP; stacked
+    # set-ups on one device before a pipeline on two
     acc = _ledgers(plain=[100], amp=[70], accumulate=[50], checkpoint=[30], pipeline=[30, 25], all=[14, 13])
+    stacked = {**acc, **_ledgers(**{"accumulate+checkpoint": [20]})}
+    assert capstone.recommend(stacked, 25, 2, True).choice == "accumulate+checkpoint"
     assert capstone.recommend(acc, 60, 1, False).choice == "accumulate"
     assert capstone.recommend(acc, 60, 1, True).choice == "accumulate"
     assert capstone.recommend(acc, 80, 1, True).choice == "amp"
@@ -211,7 +218,7 @@ def test_pipelined_combinations_agree_with_plain_and_catch_bugs(task):
     (no learning-rate schedule; the batches in another order) that the comparison must flag."""
     spec = tiny_spec(task, steps=12, clip=0.2)  # a small clip so that clipping matters
     good = [capstone.pipeline_job(task, spec, capstone.combination(n)) for n in ("pipeline", "all")]
-    mem = [capstone.pipeline_job(task, spec, capstone.combination(n), measure_memory=True, steps=1)
+    mem = [capstone.pipeline_job(task, spec, capstone.combination(n), measure_memory=True, steps=2)
            for n in ("pipeline", "all")]
     broken = [replace(good[0], lr_schedule=None, name="no schedule"),
               replace(good[0], batches=good[0].batches[::-1], name="batches reordered")]
@@ -226,7 +233,8 @@ def test_pipelined_combinations_agree_with_plain_and_catch_bugs(task):
     assert 0 < agree["all"].max_abs <= 0.05
     for name in ("no schedule", "batches reordered"):
         assert agree[name].max_abs > 10 * agree["all"].max_abs, name
-    peaks = {n: capstone.RankPeaks(r.act_peak, r.live_peak) for n, r in zip(("pipeline", "all"), runs[2:4], strict=True)}
+    peaks = {n: capstone.RankPeaks(r.act_peak, r.live_peak, r.live_peak_with_grads)
+             for n, r in zip(("pipeline", "all"), runs[2:4], strict=True)}
     leds = capstone.all_ledgers(task, spec, ("pipeline", "all"), rank_peaks=peaks)
     x, y = capstone.batches(task, spec)[0]
     for name, run in zip(("pipeline", "all"), runs[2:4], strict=True):
@@ -234,6 +242,9 @@ def test_pipelined_combinations_agree_with_plain_and_catch_bugs(task):
         # saved activations at 1F1B's peak: p - r micro-batches on rank r, as counted in-process
         assert run.act_peak == capstone.saved_activation_peaks(spec, capstone.combination(name), x, y)
         assert all(live > saved for live, saved in zip(run.live_peak, run.act_peak, strict=True))
+        assert all(g >= live for g, live in zip(run.live_peak_with_grads, run.live_peak, strict=True))
+        assert [led.peak for led in leds[name]] == [led.parameters + led.optimizer_state + g
+                                                     for led, g in zip(leds[name], run.live_peak_with_grads, strict=True)]
         assert sum(led.parameters for led in leds[name]) == sum(p.numel() * 4 for p in core.GPT(spec.model).parameters())
     final = plain.params
     for k, v in runs[0].params.items():

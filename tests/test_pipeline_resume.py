@@ -34,6 +34,7 @@ def test_killed_rank_then_resume_is_bit_identical(tmp_path, schedule):
     steps = sorted(p.name for p in tmp_path.glob("step-*"))
     assert steps[-1] == "step-000003" and (tmp_path / steps[-1] / "manifest.json").is_file()
     resumed = jobs.run(jobs.with_(base, save_dir=str(tmp_path), resume=True), 2, timeout=20, deadline=60)[0]
+    assert len(resumed.step_times) == 6 - 3  # it really resumed: only the last 3 steps ran
     assert resumed.losses == uninterrupted.losses  # all 6: 3 restored from the shards, 3 trained
     for k, v in uninterrupted.params.items():
         assert torch.equal(resumed.params[k], v), k

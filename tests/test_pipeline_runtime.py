@@ -44,6 +44,9 @@ def test_two_processes_every_schedule_both_executors():
     js.append(make_job("zbh1", 4, n_layer=2, batch_size=10, steps=2, name="ours-uneven-zb"))
     # SGD: parameters are linear in the gradients
     js.append(make_job("1f1b", 4, n_layer=2, steps=3, optimizer="sgd", lr=0.1, name="ours-sgd"))
+    # torch divides the summed gradients by m afterwards: exact only for m a power of two
+    js += [make_job(s, 3, n_layer=2, batch_size=6, steps=2, executor="torch", name=f"torch-m3-{s}")
+           for s in ("1f1b", "gpipe")]
     # lesson 08's options: bf16 autocast + checkpointing + clipping + LR schedule. Exact except
     # the parameters (the clipping norm's squares are summed per rank, then across ranks)
     from helpers.core import LRSchedule  # the capstone's schedule
@@ -53,13 +56,17 @@ def test_two_processes_every_schedule_both_executors():
     js.append(make_job("zbh1", 4, n_layer=2, steps=3, name="ours-zb-amp-clip", **opts))
     runs = jobs.run(js, 2, timeout=30, deadline=140)
     for run in runs:
-        assert_equivalent(run, bit_identical=run.job.clip is None)
+        m3 = run.job.name.startswith("torch-m3")
+        assert_equivalent(run, bit_identical=run.job.clip is None and not m3)
         assert len(run.losses) == len(run.job.batches)
+        if m3:
+            eq = check_equivalence(run)
+            assert eq.accum["logits"] == eq.accum["loss"] == 0.0 and eq.accum["grads"] > 0
     for run in runs[-2:]:
         eq = check_equivalence(run)
         assert eq.accum["logits"] == eq.accum["loss"] == eq.accum["grads"] == 0.0
         assert eq.accum["params"] < 1e-6  # at most rounding of the clip factor
-    assert runs[-5].logits.shape[0] == 10
+    assert runs[-7].logits.shape[0] == 10
 
 
 @pytest.mark.timeout(200)
@@ -103,11 +110,15 @@ def test_pipeline_times_data_parallel_on_four_processes():
     js = [make_job(s, 2, n_layer=2, batch_size=8, steps=3, dp=2, name=f"dp-{s}") for s in ("1f1b", "zbh1")]
     js.append(make_job("1f1b", 2, n_layer=2, batch_size=8, steps=3, dp=2, clip=0.05, amp=True,
                        name="dp-amp-clip"))
+    js.append(make_job("zbh1", 2, n_layer=2, batch_size=7, steps=2, dp=2, name="dp-uneven"))
     runs = jobs.run(js, 4, timeout=30, deadline=140)
     for run in runs:
         eq = check_equivalence(run)
         assert eq.ok, eq.rows()
-        assert eq.accum["logits"] == 0.0
+        # two replicas' sums add the same in either order: bit-identical to per-replica
+        # accumulation summed (the parameters too, unless clipped)
+        assert all(eq.accum[k] == 0.0 for k in ("logits", "loss", "grads")), (run.job.name, eq.accum)
+        assert run.job.clip is not None or eq.bit_identical
         assert len(run.ranks) == 2 and len(run.replicas) == 1
         # both replicas end with the same weights
         other = {k: v for r in run.replicas[0] for k, v in r.params.items()}

@@ -276,3 +276,12 @@ def test_zero_bubble_bad_input():
         make_schedule("zbv", 2, 4, 3)
     with pytest.raises(ValueError, match="placement must be one of"):
         S.PipelineSchedule("x", 2, 2, 1, ((), ()), placement="ring")
+
+
+def test_no_message_cost_inside_a_rank():
+    """ZB-V's turn (stage p-1 to p) stays on rank p-1: the simulator charges no message there."""
+    tl = simulate(S.zbv(2, 1), forward=1.0, backward=1.0, weight=1.0, comm=0.25)
+    start = {a: s for acts, starts in zip(tl.schedule.ranks, tl.starts, strict=True) for a, s in zip(acts, starts, strict=True)}
+    end = {a: e for acts, ends in zip(tl.schedule.ranks, tl.ends, strict=True) for a, e in zip(acts, ends, strict=True)}
+    assert start[Action("F", 0, 1)] == end[Action("F", 0, 0)] + 0.25  # rank 0 -> rank 1: a message
+    assert start[Action("F", 0, 2)] == end[Action("F", 0, 1)]  # stage 1 -> 2 on rank 1: none

@@ -1,103 +1,127 @@
 """The backward of a stage split in two, for the zero-bubble schedules (Qi et al. 2023, section 2):
 
-- ``B`` -- the gradient of the stage's **input** (what the previous stage is waiting for), and
-  of the output of every module that owns parameters;
-- ``W`` -- the gradient of the **weights**, from those module outputs: ``dW = g^T x`` for a
-  linear layer, needed by nobody until the optimiser step, so it can run whenever a rank idles.
+- ``B`` -- the gradient of the stage's **input** (what the previous stage is waiting for);
+- ``W`` -- the gradient of the **weights** of its linear layers, ``dW = g^T x``, needed by nobody
+  until the optimiser step, so it can run whenever a rank would idle.
 
-Both are ``torch.autograd.grad`` calls on the stage's graph, which ``B`` keeps
-(``retain_graph=True``) for ``W``::
+How: :func:`defer_weight_gradients` makes every ``nn.Linear`` of a stage run through
+:class:`DeferredLinear`, an autograd function whose backward computes the input's gradient
+``g W`` and, instead of ``g^T x``, leaves a note -- the layer's input ``x`` and output gradient
+``g`` -- in a :class:`WeightGradStore`. ``B`` is then an ordinary ``backward`` of the stage
+(which frees its graph as usual: what stays until ``W`` is only those inputs and gradients,
+the memory Qi et al. count for W), and ``W`` runs the notes. LayerNorm and embedding weights,
+small, get their gradients in ``B``, as in the zero-bubble authors' Megatron-LM implementation
+(its ``WeightGradStore``). Outside :meth:`WeightGradStore.deferring` a note runs at once, so a
+patched layer also works in an ordinary backward.
 
-    B:  (dL/dx, dL/do_1, ..., dL/do_k) = autograd.grad(out, [x, o_1, ..., o_k], g, retain_graph=True)
-    W:  for each module j:  dL/dtheta_j = autograd.grad(o_j, theta_j, dL/do_j)
-
-``o_j`` is the output of module ``j`` (a ``Linear``, ``LayerNorm`` or ``Embedding``), captured
-by a forward hook. In ``B`` autograd skips every weight-gradient product (nothing asks for a
-parameter), and in ``W`` it only walks from ``o_j`` to ``theta_j``, so the two together do the
-work of one backward, no more -- and the same floating-point operations: the gradients are
-bit-identical to ``loss.backward()``'s (tested). This is what torch.distributed.pipelining's
-``stage_backward_input`` / ``stage_backward_weight`` do, at module instead of autograd-node
-granularity. Checkpointed blocks rebuild their graph inside backward, so their outputs cannot be
-captured in forward: a split backward needs ``checkpoint=False``.
+The products are the ones autograd's own linear backward runs (``grad.mm(W)`` and
+``x^T.mm(grad)``, in the autocast dtype, then cast to the parameter's), so the gradients are
+bit-identical to ``loss.backward()``'s (tested, fp32 and bf16 autocast). Checkpointed blocks
+recompute their forward inside backward, where a deferred note would outlive its graph: a split
+backward needs ``checkpoint=False``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
-def weight_modules(stage: nn.Module) -> list[nn.Module]:
-    """The modules of ``stage`` that own parameters directly, in forward order of definition.
+class WeightGradStore:
+    """Weight-gradient work left by ``B``, per key (e.g. ``(micro-batch, stage)``), for ``W``."""
 
-    Raises ValueError if some parameter is owned by a module without a tensor output."""
-    mods = [m for m in stage.modules() if any(True for _ in m.parameters(recurse=False))]
-    owned = {id(p) for m in mods for p in m.parameters(recurse=False)}
-    if owned != {id(p) for p in stage.parameters()}:
-        raise ValueError("some parameters are not owned by any module (cannot split backward)")
-    return mods
-
-
-class OutputCapture:
-    """Forward hooks on a stage's weight modules that record their outputs while active."""
-
-    def __init__(self, stage: nn.Module) -> None:
-        self.modules = weight_modules(stage)
-        self._log: list[tuple[nn.Module, torch.Tensor]] | None = None
-        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
-
-    def _hook(self, module: nn.Module, _inputs: Any, output: Any) -> None:
-        if self._log is None:
-            return
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(f"{type(module).__name__} returns {type(output).__name__}: a split "
-                            "backward needs weight modules with one tensor output")
-        self._log.append((module, output))
+    def __init__(self) -> None:
+        self.pending: dict[Hashable, list[Callable[[], None]]] = {}
+        self._key: Hashable | None = None
 
     @contextmanager
-    def record(self) -> Iterator[list[tuple[nn.Module, torch.Tensor]]]:
-        """Collect (module, output) pairs of the forward run inside the block."""
-        log: list[tuple[nn.Module, torch.Tensor]] = []
-        self._log = log
+    def deferring(self, key: Hashable) -> Iterator[None]:
+        """Inside the block, linear layers' weight gradients are noted under ``key``."""
+        if key in self.pending:
+            raise ValueError(f"weight gradients for {key!r} are already waiting")
+        self.pending[key] = []
+        self._key = key
         try:
-            yield log
+            yield
         finally:
-            self._log = None
+            self._key = None
 
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
+    def put(self, work: Callable[[], None]) -> None:
+        if self._key is None:
+            work()  # an ordinary backward: no one asked to defer
+        else:
+            self.pending[self._key].append(work)
 
-
-def backward_input(out: torch.Tensor, grad: torch.Tensor | None, inp: torch.Tensor | None,
-                   captured: list[tuple[nn.Module, torch.Tensor]]
-                   ) -> tuple[torch.Tensor | None, list[torch.Tensor | None]]:
-    """``B``: the gradient of ``inp`` (None for token ids) and of every captured output.
-
-    ``out`` is the stage's output (the last stage's: its scalar loss, ``grad=None``)."""
-    outputs = [o for _, o in captured if o.requires_grad]
-    inputs = ([inp] if inp is not None else []) + outputs
-    grads = torch.autograd.grad(out, inputs, grad_outputs=grad, retain_graph=True, allow_unused=True)
-    g_inp = grads[0] if inp is not None else None
-    rest = iter(grads[1:] if inp is not None else grads)
-    return g_inp, [next(rest) if o.requires_grad else None for _, o in captured]
+    def run(self, key: Hashable) -> int:
+        """``W``: run the work noted under ``key``; returns how many layers it was."""
+        work = self.pending.pop(key)
+        with torch.no_grad():  # like backward itself: no graph for the gradients' arithmetic
+            for w in work:
+                w()
+        return len(work)
 
 
-def backward_weight(captured: list[tuple[nn.Module, torch.Tensor]],
-                    grads: list[torch.Tensor | None]) -> None:
-    """``W``: accumulate every weight gradient into ``.grad`` from the captured outputs."""
-    for (module, o), g in zip(captured, grads, strict=True):
-        if g is None:
-            continue
-        params = [p for p in module.parameters(recurse=False) if p.requires_grad]
-        for p, gp in zip(params, torch.autograd.grad(o, params, g, allow_unused=True), strict=True):
-            if gp is None:
-                continue
-            if p.grad is None:
-                p.grad = gp
-            else:
-                p.grad.add_(gp)
+def _accumulate(p: torch.Tensor, g: torch.Tensor) -> None:
+    g = g.to(p.dtype)
+    if p.grad is None:
+        p.grad = g.contiguous()
+    else:
+        p.grad.add_(g)
+
+
+class DeferredLinear(torch.autograd.Function):
+    """``F.linear`` whose backward defers the weight gradient to a :class:`WeightGradStore`."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                store: WeightGradStore) -> torch.Tensor:
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        xc, wc = x.to(dtype), weight.to(dtype)  # what autocast would multiply
+        bc = None if bias is None else bias.to(dtype)
+        with torch.autocast(dev, enabled=False):
+            out = F.linear(xc, wc, bc)
+        ctx.save_for_backward(xc, wc)
+        ctx.store, ctx.params = store, (weight, bias)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        xc, wc = ctx.saved_tensors
+        weight, bias = ctx.params
+        g2 = grad.reshape(-1, grad.shape[-1])
+        gx = g2.mm(wc).view(*grad.shape[:-1], wc.shape[1])  # B: the input's gradient, now
+        x2 = xc.detach().reshape(-1, xc.shape[-1])
+
+        def weight_gradient() -> None:  # W: the same products as autograd's linear backward
+            _accumulate(weight, x2.t().mm(g2).t())
+            if bias is not None:
+                _accumulate(bias, g2.sum(0))
+
+        ctx.store.put(weight_gradient)
+        return gx, None, None, None
+
+
+def _deferred_forward(module: nn.Linear, store: WeightGradStore, x: torch.Tensor) -> torch.Tensor:
+    return DeferredLinear.apply(x, module.weight, module.bias, store)
+
+
+def defer_weight_gradients(stage: nn.Module, store: WeightGradStore) -> list[nn.Linear]:
+    """Route every ``nn.Linear`` of ``stage`` through :class:`DeferredLinear` (its parameters,
+    names and state dict unchanged); returns the layers. :func:`restore` undoes it."""
+    layers = [m for m in stage.modules() if isinstance(m, nn.Linear)]
+    for m in layers:
+        m.forward = partial(_deferred_forward, m, store)  # type: ignore[method-assign]
+    return layers
+
+
+def restore(layers: list[nn.Linear]) -> None:
+    """Give the layers back their own ``forward``."""
+    for m in layers:
+        m.__dict__.pop("forward", None)

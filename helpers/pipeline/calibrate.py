@@ -2,8 +2,9 @@
 taken from the run's own timelines, then simulated and compared with the measured time.
 
 - :func:`measured_costs`: the median duration of every (kind, stage) over the chosen steps, and
-  the message cost -- the median gap between the end of an action on one rank and the start of
-  the action on another rank that waited for it (the receive's wait: latency plus copy);
+  the message cost -- the median gap between the moment an action on one rank finished
+  computing and posted its message, and the start of the action on another rank that was idle
+  waiting for it (latency plus copy; both ranks on one clock, one machine);
 - :func:`predict`: the simulated makespan with those costs, against the measured one;
 - :func:`calibration_table`: that for several runs, as rows (medians and spreads over steps).
 
@@ -50,26 +51,35 @@ def measured_costs(run: PipelineRun, skip_first: bool = True) -> Costs:
     gaps: list[float] = []
     for step in _steps(run, skip_first):
         tl = run.timeline(step)
-        end = {}
+        sent = run.sent_times(step)
+        posted = {}
         for r, acts in enumerate(sched.ranks):
-            for a, s, e in zip(acts, tl.starts[r], tl.ends[r], strict=True):
+            for a, s, e, p in zip(acts, tl.starts[r], tl.ends[r], sent[r], strict=True):
                 durations[(a.kind, a.stage)].append(e - s)
-                end[a] = e
+                posted[a] = p
         for r, acts in enumerate(sched.ranks):
             for i, a in enumerate(acts):
                 for d in dependencies(a, S):
-                    # the rank was idle, waiting for this message from another rank
-                    if sched.rank_of(d.stage) != r and i > 0 and end[d] > tl.ends[r][i - 1]:
-                        gaps.append(max(0.0, tl.starts[r][i] - end[d]))
+                    # the rank was idle, waiting for this message from another rank: from the
+                    # moment it was posted to the moment the receiver could start
+                    if sched.rank_of(d.stage) != r and i > 0 and posted[d] > tl.ends[r][i - 1]:
+                        gaps.append(tl.starts[r][i] - posted[d])
     med = {k: statistics.median(v) for k, v in durations.items()}
     weight = [med[(WEIGHT, s)] for s in range(S)] if sched.split_backward else None
     return Costs([med[(FORWARD, s)] for s in range(S)], [med[(BACKWARD, s)] for s in range(S)],
                  weight, statistics.median(gaps) if gaps else 0.0, len(gaps))
 
 
-def simulated(run: PipelineRun, costs: Costs | None = None) -> Timeline:
-    """The run's schedule simulated with its measured costs."""
+def simulated(run: PipelineRun, costs: Costs | None = None, uniform: bool = False) -> Timeline:
+    """The run's schedule simulated with its measured costs (``costs`` from another run of the
+    same split can be given: an out-of-sample prediction). ``uniform=True``: every stage at the
+    mean cost and messages free -- what is left when unequal stages and message costs are
+    taken out."""
     c = costs or measured_costs(run)
+    if uniform:
+        mean = statistics.fmean
+        return simulate(run.schedule, mean(c.forward), mean(c.backward), comm=0.0,
+                        weight=None if c.weight is None else mean(c.weight))
     return simulate(run.schedule, c.forward, c.backward, comm=c.comm, weight=c.weight)
 
 
@@ -86,35 +96,44 @@ class Prediction:
     formula: float | None
     costs: Costs
     steps: int
+    uniform_s: float  # the same costs averaged over stages, messages free
 
     @property
     def error(self) -> float:
         """Relative error of the prediction: (predicted - measured) / measured."""
         return self.predicted_s / self.measured_s - 1.0
 
+    @property
+    def uniform_error(self) -> float:
+        return self.uniform_s / self.measured_s - 1.0
 
-def predict(run: PipelineRun, name: str | None = None, skip_first: bool = True) -> Prediction:
-    """Calibrate on ``run`` and compare the simulated makespan with the measured one."""
-    costs = measured_costs(run, skip_first)
+
+def predict(run: PipelineRun, name: str | None = None, skip_first: bool = True,
+            costs: Costs | None = None) -> Prediction:
+    """Calibrate on ``run`` (or use ``costs`` measured on another run of the same stages) and
+    compare the simulated makespan with the measured one."""
+    costs = costs or measured_costs(run, skip_first)
     sim = simulated(run, costs)
     steps = list(_steps(run, skip_first))
     spans = [run.timeline(k).makespan for k in steps]
     bubbles = [run.timeline(k).bubble for k in steps]
     return Prediction(name or run.job.name or run.job.schedule, statistics.median(spans),
                       (min(spans), max(spans)), sim.makespan, statistics.median(bubbles), sim.bubble,
-                      sim.formula, costs, len(steps))
+                      sim.formula, costs, len(steps), simulated(run, costs, uniform=True).makespan)
 
 
-def calibration_table(runs: Sequence[PipelineRun]) -> list[dict[str, object]]:
-    """One row per run: measured and predicted step makespan (ms), error, bubbles."""
+def calibration_table(runs: Sequence[PipelineRun] | Sequence[Prediction]) -> list[dict[str, object]]:
+    """One row per run (or prediction): measured and predicted step makespan (ms), error, the
+    uniform-cost baseline's error, bubbles."""
     rows = []
     for run in runs:
-        p = predict(run)
+        p = run if isinstance(run, Prediction) else predict(run)
         rows.append({"run": p.name, "steps": p.steps,
                      "measured ms (median)": round(1e3 * p.measured_s, 1),
                      "min-max ms": f"{1e3 * p.spread_s[0]:.1f}-{1e3 * p.spread_s[1]:.1f}",
                      "calibrated sim ms": round(1e3 * p.predicted_s, 1),
                      "error": f"{100 * p.error:+.0f}%",
+                     "uniform, no messages": f"{100 * p.uniform_error:+.0f}%",
                      "bubble measured": round(p.measured_bubble, 3),
                      "bubble calibrated": round(p.predicted_bubble, 3),
                      "bubble formula": None if p.formula is None else round(p.formula, 3)})

@@ -182,7 +182,8 @@ def exchange_meta(groups: Groups, sched: PipelineSchedule, run_stage: Callable[[
             src = sched.rank_of(s - 1)
             if src != me:
                 buf = torch.empty(_HEADER, dtype=torch.int64, device=device)
-                work = dist.irecv(buf, groups.global_rank(src), group=groups.channels[(src, me, "act")])
+                (work,) = dist.batch_isend_irecv([dist.P2POp(dist.irecv, buf, groups.global_rank(src),
+                                                             groups.channels[(src, me, "act")])])
                 _wait(work, f"no shape/dtype of stage {s - 1} from rank {src}", groups.rank, timeout)
                 metas[s - 1] = _meta(buf)
             m = metas[s - 1]
@@ -193,7 +194,9 @@ def exchange_meta(groups: Groups, sched: PipelineSchedule, run_stage: Callable[[
         if s < S - 1 and sched.rank_of(s + 1) != me:
             dst = sched.rank_of(s + 1)
             h = _header(metas[s], device)
-            sends.append((dist.isend(h, groups.global_rank(dst), group=groups.channels[(me, dst, "act")]), h))
+            (work,) = dist.batch_isend_irecv([dist.P2POp(dist.isend, h, groups.global_rank(dst),
+                                                         groups.channels[(me, dst, "act")])])
+            sends.append((work, h))
     for work, _ in sends:
         _wait(work, "could not send a stage's shape/dtype", groups.rank, timeout)
     return metas
@@ -255,10 +258,11 @@ class Mailbox:
             return
         chan, seq = self.index[key]
         t = tensor.detach().contiguous()
-        m = self._buffer(kind, mb, to_stage)
-        if t.shape != m.shape or t.dtype != m.dtype:
+        meta = self.metas[to_stage - 1 if kind == "act" else to_stage]
+        shape = (self.rows[mb], *meta.trailing)
+        if tuple(t.shape) != shape or t.dtype != meta.dtype:
             raise RuntimeError(f"rank {self.rank}: {kind} of micro-batch {mb} is {tuple(t.shape)} "
-                               f"{t.dtype}, but the receiver expects {tuple(m.shape)} {m.dtype}")
+                               f"{t.dtype}, but the receiver expects {shape} {meta.dtype}")
         op = dist.P2POp(dist.isend, t, self.groups.global_rank(chan[1]), self.groups.channels[chan], seq)
         (work,) = dist.batch_isend_irecv([op])
         self.count["sent"] += 1

@@ -229,6 +229,7 @@ class RankResult:
     params: dict[str, torch.Tensor] = field(default_factory=dict)  # after the last step
     starts: list[list[float]] = field(default_factory=list)  # per step, per action (s after origin)
     ends: list[list[float]] = field(default_factory=list)
+    sent: list[list[float]] = field(default_factory=list)  # per step, per action: computing done, message posted
     origins: list[float] = field(default_factory=list)  # per step: time.perf_counter() after the barrier
     host: str = ""  # where the rank ran (perf_counter is one clock for all processes of a host)
     step_times: list[float] = field(default_factory=list)  # wall seconds per step
@@ -237,6 +238,7 @@ class RankResult:
     act_peak: dict[int, int] = field(default_factory=dict)  # stage -> peak live bytes
     rank_act_peak: int = 0  # peak saved-activation bytes over all the rank's stages
     live_peak: int = 0  # peak live tensor bytes of the step (grads excluded; measure_memory)
+    live_peak_with_grads: int = 0  # the same with gradients and the optimiser step's temporaries
     backend: str = ""
     device: str = ""
     replica: int = 0  # which data-parallel replica (0 without data parallelism)
@@ -277,17 +279,26 @@ class PipelineRun:
     def params(self) -> dict[str, torch.Tensor]:
         return {k: v for r in self.ranks for k, v in r.params.items()}
 
+    def sent_times(self, step: int = -1) -> list[list[float]]:
+        """Per rank and action: when its computing ended and its message (if any) was posted,
+        on :meth:`timeline`'s time axis."""
+        tl_shift = self._shift(step)
+        return [[t + d for t in r.sent[step]] for r, d in zip(self.ranks, tl_shift, strict=True)]
+
+    def _shift(self, step: int) -> list[float]:
+        if len({r.host for r in self.ranks}) == 1 and all(r.origins for r in self.ranks):
+            # one machine: one monotonic clock, so put every rank on rank 0's time axis (the
+            # barrier releases the ranks some microseconds apart)
+            first = min(r.origins[step] for r in self.ranks)
+            return [r.origins[step] - first for r in self.ranks]
+        return [0.0] * len(self.ranks)
+
     def timeline(self, step: int = -1) -> Timeline:
         """The measured timeline of one step (seconds from the first rank's release from the
         step's barrier; on several hosts each rank's own release, whose clocks differ)."""
         if not self.job.record or self.job.executor != "course":
             raise ValueError("no timeline: run the job with executor='course' and record=True")
-        shift = [0.0] * len(self.ranks)
-        if len({r.host for r in self.ranks}) == 1 and all(r.origins for r in self.ranks):
-            # one machine: one monotonic clock, so put every rank on rank 0's time axis (the
-            # barrier releases the ranks some microseconds apart)
-            first = min(r.origins[step] for r in self.ranks)
-            shift = [r.origins[step] - first for r in self.ranks]
+        shift = self._shift(step)
         return Timeline(self.schedule, [[t + d for t in r.starts[step]] for r, d in zip(self.ranks, shift, strict=True)],
                         [[t + d for t in r.ends[step]] for r, d in zip(self.ranks, shift, strict=True)],
                         source="measured")
@@ -310,6 +321,13 @@ class PipelineRun:
         temporaries, recomputed blocks, message buffers; parameter gradients excluded
         (:class:`helpers.memory.LiveTensorTracker`, measure_memory=True)."""
         return [r.live_peak for r in self.ranks]
+
+    @property
+    def live_peak_with_grads(self) -> list[int]:
+        """Per pipeline rank: :attr:`live_peak` with the parameter gradients counted as they
+        appear and the optimiser step's temporaries (everything beyond parameters and the
+        optimiser state that existed before the step)."""
+        return [r.live_peak_with_grads for r in self.ranks]
 
     @property
     def act_peak(self) -> list[int]:

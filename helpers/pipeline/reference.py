@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers.core import train_step
+from helpers.core import apply_checkpointing, train_step
+from helpers.core.step import finish_step, forward, microbatch_loss, microbatches
 from helpers.pipeline.job import (
     PipelineJob,
     PipelineRun,
@@ -36,8 +37,12 @@ def reference_run(job: PipelineJob, microbatched: bool = False, threads: int = 1
     ``microbatched=False``: one full-batch step per batch (the model as you would train it).
     ``microbatched=True``: the same ``m`` micro-batches as the pipeline, losses weighted by
     their share of the batch, gradients accumulated in micro-batch order (plain gradient
-    accumulation: the same mathematics as the pipeline, in one process)."""
+    accumulation: the same mathematics as the pipeline, in one process). With ``job.dp``
+    replicas: each replica's rows accumulated separately, then the replicas' gradients and
+    losses added in replica order (what the all-reduce computes)."""
     with torch_threads(threads):
+        if microbatched and job.dp > 1:
+            return _replicated_run(job)
         return _reference_run(job, microbatched)
 
 
@@ -60,6 +65,40 @@ def _reference_run(job: PipelineJob, microbatched: bool) -> Reference:
         losses.append(stats.loss)
     params = {k: p.detach().clone() for k, p in model.named_parameters()}
     return Reference(losses, logits, grads, params)  # type: ignore[arg-type]
+
+
+def _replicated_run(job: PipelineJob) -> Reference:
+    """Gradient accumulation per data-parallel replica, then the replicas summed in order."""
+    model = build_model(job)
+    params = list(model.parameters())
+    opt = make_optimizer(job, params)
+    lr_sched = make_lr_scheduler(job, opt)
+    config = step_config(job)
+    layers = apply_checkpointing(model, config.checkpoint)
+    losses, logits, grads = [], [], {}
+    for step, (x, y) in enumerate(job.batches):
+        total, summed = 0.0, None
+        for xs, ys in zip(x.tensor_split(job.dp), y.tensor_split(job.dp), strict=True):
+            opt.zero_grad(set_to_none=True)
+            part = 0.0
+            for xm, ym, _ in microbatches(xs, ys, job.n_microbatches):
+                out = forward(layers, xm, config.autocast_dtype)
+                loss = microbatch_loss(out, ym, len(xm) / len(x))  # share of the WHOLE batch
+                loss.backward()
+                part += loss.item()
+                if step == 0:
+                    logits.append(out.detach())
+            mine = [p.grad.detach().clone() for p in params]
+            summed = mine if summed is None else [a + b for a, b in zip(summed, mine, strict=True)]
+            total += part
+        for p, g in zip(params, summed, strict=True):
+            p.grad = g
+        if step == 0:
+            grads = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
+        finish_step(opt, job.clip, lr_scheduler=lr_sched)
+        opt.zero_grad(set_to_none=True)
+        losses.append(total)
+    return Reference(losses, torch.cat(logits), grads, {k: p.detach().clone() for k, p in model.named_parameters()})
 
 
 def max_differences(run: PipelineRun | Reference, ref: PipelineRun | Reference) -> dict[str, float]:
@@ -85,11 +124,14 @@ class Equivalence:
     """A pipeline run against the unsplit model, in two ways.
 
     ``accum``: pipeline vs the unsplit model trained with the same micro-batches in one process
-    (gradient accumulation) -- the same arithmetic in the same order, so the quantities in
-    ``exact`` must be **bit-identical** (difference exactly 0). What is not in ``exact``: the
-    parameters when gradients are clipped (the clipping norm's squares are summed per rank,
-    then across ranks), and with data parallelism the loss, gradients and parameters (replicas'
-    gradients are summed in a different order).
+    (gradient accumulation; with data parallelism, per replica and then summed) -- the same
+    arithmetic in the same order, so the quantities in ``exact`` must be **bit-identical**
+    (difference exactly 0). What is not in ``exact``: the parameters when gradients are clipped
+    (the clipping norm's squares are summed per rank, then across ranks); with more than 2
+    replicas the loss, gradients and parameters (an all-reduce may add 3 or more terms in any
+    grouping; 2 terms add the same either way); and for torch's executor with ``m`` not a power of
+    two the gradients and parameters (it divides the summed gradients by ``m`` afterwards, which is
+    exact only for powers of two).
 
     ``diffs``: pipeline vs full-batch training of the unsplit model; ``floor``: gradient
     accumulation vs full-batch -- the same mathematics, only the order of float additions
@@ -137,8 +179,11 @@ class Equivalence:
 
 def exact_keys(job: PipelineJob) -> tuple[str, ...]:
     """The quantities a pipeline run of ``job`` must reproduce bit for bit (see Equivalence)."""
-    if job.dp > 1:
+    m = job.n_microbatches
+    if job.dp > 2:
         return ("logits",)
+    if job.executor == "torch" and m & (m - 1):
+        return ("logits", "loss")
     return ("logits", "loss", "grads") if job.clip is not None else ("logits", "loss", "grads", "params")
 
 

@@ -7,8 +7,8 @@ Each rank holds its stages and walks its action list (:mod:`helpers.pipeline.sch
   loss instead, weighted by the micro-batch's share of the batch);
 - ``B(i, s)``: backpropagate the gradient received from the next stage (the last stage starts
   from its loss) through the saved graph, and send the input's gradient back. In a
-  zero-bubble schedule ``B`` computes only the input's gradient and ``W(i, s)`` later the
-  weights' (:mod:`helpers.pipeline.backward`).
+  zero-bubble schedule the linear layers leave their weight gradients to ``W(i, s)``
+  (:mod:`helpers.pipeline.backward`).
 
 Gradients accumulate in ``.grad`` over the micro-batches; after the last action every rank steps
 its optimiser. Messages go through :mod:`helpers.pipeline.comm` (gloo on CPU, NCCL on GPU: one
@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +44,7 @@ from helpers.core.checkpoint import apply_checkpointing, block_policy
 from helpers.core.step import finish_step, forward, microbatch_loss, microbatches
 from helpers.memory import record_saved_tensors, track_live_tensors
 from helpers.pipeline import resume
-from helpers.pipeline.backward import OutputCapture, backward_input, backward_weight
+from helpers.pipeline.backward import WeightGradStore, defer_weight_gradients, restore
 from helpers.pipeline.comm import Groups, Mailbox, Meta, exchange_meta, make_groups
 from helpers.pipeline.job import (
     PipelineJob,
@@ -102,10 +101,10 @@ class StepState:
     box: Mailbox
     meter: ActivationMeter | None
     keep_logits: bool
-    stash: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, list]] = field(default_factory=dict)
-    pending_w: dict[tuple[int, int], tuple[list, list]] = field(default_factory=dict)
+    stash: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     logits: dict[int, torch.Tensor] = field(default_factory=dict)
     loss_sum: torch.Tensor | None = None  # on the device until the step ends
+    sent: float = 0.0  # when the last action finished computing (before its message left)
 
 
 class RankExecutor:
@@ -128,8 +127,9 @@ class RankExecutor:
         self.S, self.dev = self.sched.n_stages, ctx.device
         policy = block_policy(job.checkpoint)
         self.layers = {s: apply_checkpointing(list(mod), policy) for s, mod in self.mods.items()}
-        self.capture = ({s: OutputCapture(mod) for s, mod in self.mods.items()}
-                        if self.sched.split_backward else {})
+        self.store = WeightGradStore()  # split backward: B leaves the linear layers' dW to W
+        self.deferred = ([lin for mod in self.mods.values() for lin in defer_weight_gradients(mod, self.store)]
+                         if self.sched.split_backward else [])
         self.params = self.held.parameters()
         self.opt = make_optimizer(job, self.params)
         self.lr_sched = make_lr_scheduler(job, self.opt)
@@ -144,26 +144,20 @@ class RankExecutor:
         """F(mb, s); returns the time it started computing (after its input arrived)."""
         inp = st.xs[mb] if s == 0 else st.box.recv("act", mb, s).requires_grad_(True)
         start = time.perf_counter()
-        captured: list = []
         if st.meter is not None:
             with record_saved_tensors(self.mods[s]) as log:
-                out = self._stage_forward(st, mb, s, inp, captured)
+                out = self._stage_forward(st, mb, s, inp)
             st.meter.add(mb, s, log.total_bytes)
         else:
-            out = self._stage_forward(st, mb, s, inp, captured)
+            out = self._stage_forward(st, mb, s, inp)
+        st.sent = time.perf_counter()  # computing done: the message leaves now
         if s < self.S - 1:
             st.box.send("act", mb, s + 1, out)
-        st.stash[(mb, s)] = (inp, out, captured)
+        st.stash[(mb, s)] = (inp, out)
         return start
 
-    def _stage_forward(self, st: StepState, mb: int, s: int, inp: torch.Tensor, captured: list
-                       ) -> torch.Tensor:
-        if s in self.capture:
-            with self.capture[s].record() as log:
-                out = forward(self.layers[s], inp, self.dtype)
-            captured.extend(log)
-        else:
-            out = forward(self.layers[s], inp, self.dtype)
+    def _stage_forward(self, st: StepState, mb: int, s: int, inp: torch.Tensor) -> torch.Tensor:
+        out = forward(self.layers[s], inp, self.dtype)
         if s < self.S - 1:
             return out
         # last stage: the loss, weighted by this micro-batch's share of the batch, so that the
@@ -178,28 +172,28 @@ class RankExecutor:
 
     def backward(self, st: StepState, mb: int, s: int) -> float:
         """B(mb, s) -- the whole backward, or only the input's gradient when split."""
-        inp, out, captured = st.stash.pop((mb, s))
+        inp, out = st.stash.pop((mb, s))
         grad = None if s == self.S - 1 else st.box.recv("grad", mb, s)
         start = time.perf_counter()
-        if self.sched.split_backward:
-            g_inp, g_out = backward_input(out, grad, inp if s > 0 else None, captured)
-            st.pending_w[(mb, s)] = (captured, g_out)
+        if self.sched.split_backward:  # the linear layers leave their dW for W(mb, s)
+            with self.store.deferring((mb, s)):
+                torch.autograd.backward(out, grad)
         else:
             torch.autograd.backward(out, grad)  # the last stage's out is its (scalar) loss
-            g_inp = inp.grad if s > 0 else None
             if st.meter is not None:
                 st.meter.free(mb, s)
+        st.sent = time.perf_counter()
         if s > 0:
-            st.box.send("grad", mb, s - 1, g_inp)
+            st.box.send("grad", mb, s - 1, inp.grad)
         return start
 
     def weight(self, st: StepState, mb: int, s: int) -> float:
-        """W(mb, s): the weights' gradients of a split backward."""
+        """W(mb, s): the linear layers' weight gradients that B(mb, s) left."""
         start = time.perf_counter()
-        captured, g_out = st.pending_w.pop((mb, s))
-        backward_weight(captured, g_out)
+        self.store.run((mb, s))
         if st.meter is not None:
             st.meter.free(mb, s)
+        st.sent = time.perf_counter()  # W sends nothing
         return start
 
     # ------------------------------------------------------------------ one step
@@ -218,42 +212,54 @@ class RankExecutor:
         return self.metas
 
     def step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
-        job, ctx = self.job, self.ctx
+        job = self.job
         parts = self._replica_batch(x, y)
+        metas = self._metas(parts[0][0])
+        tracker = track_live_tensors(torch.nn.ModuleList(self.mods.values())) if job.measure_memory else None
+        if tracker is not None:  # from the first receive buffer to the end of the optimiser step
+            tracker.__enter__()
+        try:
+            self._step(step, parts, metas)
+        finally:
+            if tracker is not None:
+                tracker.__exit__(None, None, None)
+        if tracker is not None:
+            self.result.live_peak = tracker.log.peak_bytes()
+            self.result.live_peak_with_grads = tracker.log.peak_bytes(include_grads=True)
+
+    def _step(self, step: int, parts: list, metas: dict[int, Meta]) -> None:
+        job, ctx = self.job, self.ctx
         st = StepState(xs=tuple(p[0] for p in parts), ys=tuple(p[1] for p in parts),
                        weights=[w for _, _, w in parts],
                        box=Mailbox(self.groups, self.sched, [len(p[0]) for p in parts],
-                                   self._metas(parts[0][0]), self.dev, ctx.timeout),
+                                   metas, self.dev, ctx.timeout),
                        meter=ActivationMeter(sorted(self.mods)) if job.measure_memory else None,
                        keep_logits=step == 0 and job.return_state)
         sync = self.dev.type == "cuda"
-        starts, ends = [], []
+        starts, ends, sent = [], [], []
         run = {FORWARD: self.forward, BACKWARD: self.backward, WEIGHT: self.weight}
-        tracker = track_live_tensors(torch.nn.ModuleList(self.mods.values())) if job.measure_memory else None
         ctx.set_action(step, "barrier")
         dist.barrier()
         t0, c0 = time.perf_counter(), time.process_time()
-        with tracker if tracker is not None else nullcontext():
-            for i, a in enumerate(self.sched.ranks[self.me]):
-                ctx.set_action(step, a.kind, a.mb, a.stage)
-                _maybe_fail(job, ctx.rank, step, i, a)
-                start = run[a.kind](st, a.mb, a.stage)
-                if job.record:
-                    if sync:
-                        torch.cuda.synchronize(self.dev)
-                    starts.append(start - t0)
-                    ends.append(time.perf_counter() - t0)
-            ctx.set_action(step, "flush sends")
-            st.box.flush()
-        if tracker is not None:
-            self.result.live_peak = tracker.log.peak_bytes()
-        if st.stash or st.pending_w:
-            raise RuntimeError(f"rank {ctx.rank}: {len(st.stash) + len(st.pending_w)} forwards had "
+        for i, a in enumerate(self.sched.ranks[self.me]):
+            ctx.set_action(step, a.kind, a.mb, a.stage)
+            _maybe_fail(job, ctx.rank, step, i, a)
+            start = run[a.kind](st, a.mb, a.stage)
+            if job.record:
+                if sync:
+                    torch.cuda.synchronize(self.dev)
+                starts.append(start - t0)
+                ends.append(time.perf_counter() - t0)
+                sent.append(st.sent - t0)
+        ctx.set_action(step, "flush sends")
+        st.box.flush()
+        if st.stash or self.store.pending:
+            raise RuntimeError(f"rank {ctx.rank}: {len(st.stash) + len(self.store.pending)} forwards had "
                                "no (complete) backward")
-        self._finish(step, st, sync, t0, c0, starts, ends)  # t0: this rank's release from the barrier
+        self._finish(step, st, sync, t0, c0, starts, ends, sent)  # t0: this rank's release from the barrier
 
     def _finish(self, step: int, st: StepState, sync: bool, t0: float, c0: float,
-                starts: list[float], ends: list[float]) -> None:
+                starts: list[float], ends: list[float], sent: list[float]) -> None:
         job, ctx, res, g = self.job, self.ctx, self.result, self.groups
         if g.data is not None:  # sum each stage's gradients over its replicas
             ctx.set_action(step, "gradient all-reduce")
@@ -279,6 +285,7 @@ class RankExecutor:
         if job.record:
             res.starts.append(starts)
             res.ends.append(ends)
+            res.sent.append(sent)
             res.origins.append(t0)
             res.host = socket.gethostname()
         if st.meter is not None:
@@ -301,7 +308,6 @@ def run_rank(ctx: Any, job: PipelineJob) -> RankResult:
         ex.step(step, x, y)
     if job.return_state:
         ex.result.params = ex.held.copies(lambda p: p)
-    for cap in ex.capture.values():
-        cap.remove()
+    restore(ex.deferred)
     ctx.set_action(len(job.batches), "done")
     return ex.result

@@ -167,7 +167,7 @@ def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2
         n = len(acts)
         while i < n:
             a = acts[i]
-            start, dep = _earliest_start(a, t, done, S, comm if p > 1 else 0.0)
+            start, dep = _earliest_start(a, t, done, schedule, comm if p > 1 else 0.0)
             if start is None:
                 break
             t = start
@@ -188,15 +188,16 @@ def simulate(schedule: PipelineSchedule, forward: Cost = 1.0, backward: Cost = 2
     return Timeline(schedule, starts, ends)
 
 
-def _earliest_start(a: Action, t: float, done: dict[Action, float], n_stages: int, comm: float
-                    ) -> tuple[float | None, Action | None]:
+def _earliest_start(a: Action, t: float, done: dict[Action, float], schedule: PipelineSchedule,
+                    comm: float) -> tuple[float | None, Action | None]:
     """When ``a`` can start on a rank free at ``t``: (time, None), or (None, the dependency it
-    waits for). A dependency on another stage sits on another rank and arrives ``comm`` later."""
-    for dep in dependencies(a, n_stages):  # the schedule's own rule, nothing re-derived here
+    waits for). A dependency that ran on another rank arrives ``comm`` later (a stage boundary
+    inside one rank -- the turn of a V -- costs no message)."""
+    for dep in dependencies(a, schedule.n_stages):  # the schedule's own rule, nothing re-derived here
         d = done.get(dep)
         if d is None:
             return None, dep
-        if dep.stage != a.stage:
+        if schedule.rank_of(dep.stage) != schedule.rank_of(a.stage):
             d += comm
         t = max(t, d)
     return t, None

@@ -13,17 +13,24 @@ from helpers.lessons.capstone.ledgers import peak_bytes
 from helpers.lessons.capstone.runs import combination
 
 # --------------------------------------------------------------------------- decision guide
-#: the order the guide tries combinations in: cheapest in time first. Gradient accumulation
-#: only makes the matrix products smaller; checkpointing costs a second forward of each block;
-#: a pipeline needs more devices and pays the bubble.
-PREFERENCE_FAST_LOW_PRECISION = ("amp", "plain", "accumulate", "checkpoint", "pipeline", "all")
-PREFERENCE_SLOW_LOW_PRECISION = ("plain", "accumulate", "checkpoint", "amp", "pipeline", "all")
+#: the order the guide tries combinations in: a rule of thumb, cheapest in time first. One
+#: device before several; without recomputation before with it (checkpointing runs every block's
+#: forward twice); whole batches before micro-batches (smaller matrix products, a fixed cost per
+#: micro-batch: lesson 08 times both); AMP first where low precision is fast, last where it is
+#: slow. The pipeline needs more devices and pays the bubble.
+PREFERENCE_FAST_LOW_PRECISION = ("amp", "plain", "amp+accumulate", "accumulate", "amp+checkpoint", "checkpoint",
+                                 "amp+accumulate+checkpoint", "accumulate+checkpoint", "pipeline", "all")
+PREFERENCE_SLOW_LOW_PRECISION = ("plain", "accumulate", "checkpoint", "accumulate+checkpoint", "amp",
+                                 "amp+accumulate", "amp+checkpoint", "amp+accumulate+checkpoint", "pipeline", "all")
 
 #: what to say where a pipeline is chosen or nothing fits: the usual first step with several
-#: devices, and how it differs from a pipeline
-ZERO_NOTE = ("with several devices, ZeRO / FSDP (sharding optimiser state, gradients and "
-             "parameters over data-parallel devices) is usually tried first; it does not divide the "
-             "activations, a pipeline divides activations and parameters by stage")
+#: devices (not modelled by the guide), and how it differs from a pipeline
+ZERO_NOTE = ("ZeRO / FSDP, not modelled here, are usually tried first with several devices: each "
+             "data-parallel device takes 1/N of the batch (dividing the activations) and they shard "
+             "the optimiser state (stage 1), the gradients (2) and the parameters (3) among "
+             "themselves, paying collective communication every step; a pipeline divides "
+             "parameters and activations by stage and sends only the boundaries' activations, "
+             "point to point")
 
 
 @dataclass(frozen=True)
@@ -44,8 +51,9 @@ def recommend(ledgers: Mapping[str, Sequence[memory.Ledger]], device_bytes: int,
               fast_low_precision: bool) -> Recommendation:
     """Which combination to use on ``devices`` devices of ``device_bytes`` each.
 
-    Memory first: a combination qualifies when its busiest process fits in ``device_bytes`` and
-    it needs no more processes than there are devices. Among those, time decides, in the order
+    Memory first: a combination qualifies when its busiest process's measured step peak
+    (:func:`~helpers.lessons.capstone.peak_bytes`) fits in ``device_bytes`` and it needs no more
+    processes than there are devices. Among those, time decides, in the order
     :data:`PREFERENCE_FAST_LOW_PRECISION` (hardware with fast bf16/fp16: AMP is free speed) or
     :data:`PREFERENCE_SLOW_LOW_PRECISION` (AMP only saves memory there, at a cost in time).
     ``bound`` says whether plain training fits (compute bound: the question is only speed) or not
@@ -74,5 +82,5 @@ def recommend(ledgers: Mapping[str, Sequence[memory.Ledger]], device_bytes: int,
     smallest = min(needs, key=lambda n: needs[n])
     why = (f"nothing fits: the smallest, {combination(smallest).label}, needs "
            f"{needs[smallest] / mib:.2f} MiB per device on {procs[smallest]} device(s); use more "
-           f"pipeline stages or smaller micro-batches; {ZERO_NOTE}")
+           f"pipeline stages or smaller micro-batches ({ZERO_NOTE})")
     return Recommendation(None, bound, why, needs)

@@ -13,13 +13,13 @@ exists while that block's backward runs (lesson 04).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from helpers import core, memory
-from helpers.core import StepConfig, block_policy
-from helpers.core.step import forward_backward, microbatch_loss
+from helpers.core import StepConfig, block_policy, train_step
+from helpers.core.step import microbatch_loss
 from helpers.lessons.capstone.runs import (
     GUIDE_COMBINATIONS,
     Combination,
@@ -55,16 +55,36 @@ def _check_batch(spec: RunSpec, x: torch.Tensor, y: torch.Tensor) -> None:
                          f"and {tuple(y.shape)}")
 
 
-def single_live_peak(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Peak live tensor bytes of one training step of a single-process combination (the core
-    step's forward and backward, all micro-batches; parameter gradients excluded)."""
+@dataclass(frozen=True)
+class StepLedger(memory.Ledger):
+    """A ledger whose ``activations`` is the step's measured live peak without the gradients,
+    and whose ``peak`` is what the device must hold at the step's highest point: parameters +
+    optimiser state + the live peak *with* the gradients as they appear and the optimiser
+    step's temporaries (at most ``total``: the gradients do not all exist at the activations'
+    peak)."""
+
+    peak: int = 0
+
+
+def single_step_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> tuple[int, int]:
+    """Peak live tensor bytes of a single-process combination's training step -- the core
+    step, forward, backward, clipping and AdamW -- without and with the parameter gradients.
+    Measured on the second step, when AdamW's state already exists (as in every later step)."""
     model = _model(spec)
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.train.lr, weight_decay=0.0)
     config = StepConfig(autocast_dtype=torch.bfloat16 if combo.amp else None,
-                        checkpoint=block_policy(combo.checkpoint),
+                        checkpoint=block_policy(combo.checkpoint), clip=spec.train.clip,
                         n_microbatches=spec.m if combo.accumulate else 1)
+    train_step(model, opt, (x, y), config)  # creates AdamW's moments
     with memory.track_live_tensors(model) as tracker:
-        forward_backward(model, x, y, config)
-    return tracker.log.peak_bytes()
+        train_step(model, opt, (x, y), config)
+    return tracker.log.peak_bytes(), tracker.log.peak_bytes(include_grads=True)
+
+
+def single_live_peak(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Peak live tensor bytes of one training step of a single-process combination (parameter
+    gradients excluded): :func:`single_step_peaks`' first number."""
+    return single_step_peaks(spec, combo, x, y)[0]
 
 
 def saved_activation_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> list[int]:
@@ -91,31 +111,33 @@ def saved_activation_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y
 
 
 def stage_ledgers(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor,
-                  live_peaks: Sequence[int] | None = None) -> list[memory.Ledger]:
+                  rank_peaks: RankPeaks | None = None) -> list[StepLedger]:
     """The memory each process holds in one training step of ``combo`` on the batch ``(x, y)``.
 
     Parameters, gradients and AdamW state are measured on the stage's modules. ``activations``
-    is the step's measured live peak: for one process :func:`single_live_peak`; for a pipeline
-    the ranks' own measurements, ``live_peaks`` (:attr:`RankPeaks.live`)."""
+    is the step's measured live peak without gradients, ``peak`` the device's highest point
+    (see :class:`StepLedger`): for one process :func:`single_step_peaks`; for a pipeline the
+    ranks' own measurements (``rank_peaks``)."""
     _check_batch(spec, x, y)
     bounds = stage_bounds(spec, combo)
     if combo.pipeline:
-        if live_peaks is None or len(live_peaks) != len(bounds):
-            raise ValueError(f"pipelined combination {combo.name!r}: pass live_peaks, the {len(bounds)} "
-                             "ranks' measured peaks (RankPeaks.live of a measure_memory probe)")
-        peaks = list(live_peaks)
+        if rank_peaks is None or len(rank_peaks.live) != len(bounds):
+            raise ValueError(f"pipelined combination {combo.name!r}: pass rank_peaks, the {len(bounds)} "
+                             "ranks' measured peaks (RankPeaks of a measure_memory probe)")
+        peaks = list(zip(rank_peaks.live, rank_peaks.with_grads, strict=True))
     else:
-        peaks = [single_live_peak(spec, combo, x, y)]
+        peaks = [single_step_peaks(spec, combo, x, y)]
     model = _model(spec)
     ledgers = []
-    for stage, peak in zip(stage_modules(model, bounds), peaks, strict=True):
+    for stage, (live, with_grads) in zip(stage_modules(model, bounds), peaks, strict=True):
         params = list(stage.parameters())
         for p in params:
             p.grad = torch.zeros_like(p)
         opt = torch.optim.AdamW(params, lr=spec.train.lr, weight_decay=0.0)
         opt.step()  # creates AdamW's two moments (and a step counter per tensor)
-        ledgers.append(memory.Ledger(parameters=memory.param_bytes(stage), gradients=memory.grad_bytes(stage),
-                                     optimizer_state=memory.optimizer_state_bytes(opt), activations=peak))
+        param_b, opt_b = memory.param_bytes(stage), memory.optimizer_state_bytes(opt)
+        ledgers.append(StepLedger(parameters=param_b, gradients=memory.grad_bytes(stage),
+                                  optimizer_state=opt_b, activations=live, peak=param_b + opt_b + with_grads))
     return ledgers
 
 
@@ -129,10 +151,10 @@ def all_ledgers(task: core.CharTask, spec: RunSpec, names: Sequence[str] = GUIDE
     missing = [n for n in names if combination(n).pipeline and n not in peaks]
     if missing:
         peaks.update(probe_pipeline_memory(task, spec, missing))
-    return {n: stage_ledgers(spec, combination(n), x, y,
-                             peaks[n].live if combination(n).pipeline else None) for n in names}
+    return {n: stage_ledgers(spec, combination(n), x, y, peaks.get(n)) for n in names}
 
 
 def peak_bytes(ledgers: Sequence[memory.Ledger]) -> int:
-    """What the busiest process of a combination holds."""
-    return max(led.total for led in ledgers)
+    """What the busiest process of a combination must hold: its measured step peak
+    (:class:`StepLedger`), or for a plain ledger the sum of its parts."""
+    return max(getattr(led, "peak", 0) or led.total for led in ledgers)

@@ -24,10 +24,12 @@ from helpers.pipeline.job import torch_threads
 from helpers.pipeline.schedules import check_schedule_name
 
 COMBINATIONS = ("plain", "amp", "checkpoint", "pipeline", "all")
-#: what the decision guide chooses from: the trained combinations and gradient accumulation
-#: (one process, the batch in ``m`` micro-batches: the same mathematics as plain training, as
-#: lesson 05 proved bit for bit, so it is accounted for but not trained again)
-GUIDE_COMBINATIONS = ("plain", "amp", "accumulate", "checkpoint", "pipeline", "all")
+#: what the decision guide chooses from: every mix of AMP, gradient accumulation and
+#: checkpointing in one process, and the two pipelined runs. Accumulation (the batch in ``m``
+#: micro-batches) is plain training's mathematics -- lesson 05 proved it bit for bit -- so the
+#: mixes with it are accounted for, not trained again.
+GUIDE_COMBINATIONS = ("plain", "amp", "accumulate", "amp+accumulate", "checkpoint", "amp+checkpoint",
+                      "accumulate+checkpoint", "amp+accumulate+checkpoint", "pipeline", "all")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,13 @@ _COMBOS = {
     "checkpoint": Combination("checkpoint", "+checkpointing", False, True, False),
     "pipeline": Combination("pipeline", "+pipeline", False, False, True),
     "all": Combination("all", "all three", True, True, True),
-    "accumulate": Combination("accumulate", "+grad. accumulation", False, False, False, accumulate=True),
+    "accumulate": Combination("accumulate", "+accumulation", False, False, False, accumulate=True),
+    "amp+accumulate": Combination("amp+accumulate", "+AMP +accum.", True, False, False, accumulate=True),
+    "amp+checkpoint": Combination("amp+checkpoint", "+AMP +ckpt", True, True, False),
+    "accumulate+checkpoint": Combination("accumulate+checkpoint", "+accum. +ckpt", False, True, False,
+                                         accumulate=True),
+    "amp+accumulate+checkpoint": Combination("amp+accumulate+checkpoint", "+AMP +accum. +ckpt", True, True,
+                                             False, accumulate=True),
 }
 
 
@@ -171,9 +179,9 @@ def train_single(task: core.CharTask, spec: RunSpec, combo: Combination, progres
     perturbation the size of one rounding, to see how sensitive training is to it."""
     if combo.pipeline:
         raise ValueError(f"combination {combo.name!r} is pipelined: use train_pipeline")
-    if combo.accumulate:
-        raise ValueError("combination 'accumulate' is accounted for by the guide, not trained here "
-                         "(gradient accumulation is plain training's mathematics: lesson 05)")
+    if combo.accumulate or combo.name not in COMBINATIONS:
+        raise ValueError(f"combination {combo.name!r} is accounted for by the guide, not trained here "
+                         f"(trained: {COMBINATIONS})")
     steps = spec.train.steps if steps is None else steps
     validate.integer("steps", steps, 1, spec.train.steps)
     trainer = training.Trainer(spec.model, task, spec.train_config(combo))
@@ -214,13 +222,16 @@ def pipeline_job(task: core.CharTask, spec: RunSpec, combo: Combination, *,
 
 @dataclass(frozen=True)
 class RankPeaks:
-    """What the ranks of a pipelined combination measured in a one-step memory probe, per rank:
-    ``saved`` -- the peak of saved activations (saved-tensor hooks, micro-batches in flight);
-    ``live`` -- the peak of all live tensors of the step (lesson 04's tracker: saved activations,
-    temporaries, the recomputed block, message buffers; parameter gradients excluded)."""
+    """What the ranks of a pipelined combination measured in a memory probe (its second step),
+    per rank: ``saved`` -- the peak of saved activations (saved-tensor hooks, micro-batches in
+    flight); ``live`` -- the peak of the step's live tensors (lesson 04's tracker: saved
+    activations, temporaries, the recomputed block, message buffers; parameter gradients
+    excluded); ``with_grads`` -- the same with the gradients as they appear, and the optimiser
+    step's temporaries (what a device holds beyond parameters and Adam state)."""
 
     saved: list[int]
     live: list[int]
+    with_grads: list[int]
 
 
 @dataclass
@@ -237,14 +248,14 @@ def train_pipeline(task: core.CharTask, spec: RunSpec, names: Sequence[str], pro
     (1 thread each), plus a one-step memory-measuring job per combination."""
     combos = [combination(n) for n in names]
     todo = [pipeline_job(task, spec, c) for c in combos]
-    todo += [pipeline_job(task, spec, c, measure_memory=True, steps=1) for c in combos]
+    todo += [pipeline_job(task, spec, c, measure_memory=True, steps=2) for c in combos]  # steady state: step 2
     runs = jobs.run(todo, spec.stages, threads=1, timeout=timeout, deadline=deadline, progress=progress)
     out: dict[str, CurveRun] = {}
     peaks: dict[str, RankPeaks] = {}
     for c, run, mem in zip(combos, runs[: len(combos)], runs[len(combos):], strict=True):
         out[c.name] = CurveRun(c, list(run.losses), list(run.step_times), spec.tokens_per_step,
                                run.params, processes=spec.stages)
-        peaks[c.name] = RankPeaks(list(mem.act_peak), list(mem.live_peak))
+        peaks[c.name] = RankPeaks(list(mem.act_peak), list(mem.live_peak), list(mem.live_peak_with_grads))
     return PipelineResults(out, peaks)
 
 
@@ -252,9 +263,10 @@ def probe_pipeline_memory(task: core.CharTask, spec: RunSpec, names: Sequence[st
                           timeout: float = 120.0) -> dict[str, RankPeaks]:
     """Only the one-step memory probes of the pipelined combinations ``names`` (one launch)."""
     combos = [combination(n) for n in names]
-    runs = jobs.run([pipeline_job(task, spec, c, measure_memory=True, steps=1) for c in combos],
+    runs = jobs.run([pipeline_job(task, spec, c, measure_memory=True, steps=2) for c in combos],
                     spec.stages, threads=1, timeout=timeout)
-    return {c.name: RankPeaks(list(r.act_peak), list(r.live_peak)) for c, r in zip(combos, runs, strict=True)}
+    return {c.name: RankPeaks(list(r.act_peak), list(r.live_peak), list(r.live_peak_with_grads))
+            for c, r in zip(combos, runs, strict=True)}
 
 
 def run_combinations(task: core.CharTask, spec: RunSpec, names: Sequence[str] = COMBINATIONS,

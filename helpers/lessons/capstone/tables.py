@@ -34,6 +34,8 @@ def ledger_rows(ledgers: Mapping[str, Sequence[memory.Ledger]], spec: RunSpec,
                 row["saved MiB"] = round(saved[name][s] / memory.MiB, 3)
             row["activation peak MiB"] = mib["activations"]
             row["total MiB"] = mib["total"]
+            if getattr(leds[s], "peak", 0):
+                row["step peak MiB"] = round(leds[s].peak / memory.MiB, 3)
             rows.append(row)
     return rows
 
@@ -67,7 +69,7 @@ def plot_curves(runs: Mapping[str, CurveRun], reference: str = "plain", tol: flo
     if tol is not None:
         for sign in (1, -1):
             ax2.axhline(sign * tol, color="0.4", lw=0.8, ls="--")
-        ax2.text(len(ref) - 1, tol * 0.93, f"tolerance ±{tol:g}", fontsize=8, color="0.3", va="top",
+        ax2.text(len(ref) - 1, tol * 0.93, f"tolerance ±{tol:.2g}", fontsize=8, color="0.3", va="top",
                  ha="right")
         ax2.set_ylim(-1.25 * tol, 1.25 * tol)
     ax.set_xlabel("step")
@@ -82,11 +84,11 @@ def plot_curves(runs: Mapping[str, CurveRun], reference: str = "plain", tol: flo
 
 
 LEDGER_KINDS = (("parameters", "parameters"), ("gradients", "gradients"),
-                ("optimizer_state", "Adam state"), ("activations", "activations"))
+                ("optimizer_state", "Adam state"), ("activations", "activation peak"))
 
 
 def plot_ledgers(ledgers: Mapping[str, Sequence[memory.Ledger]],
-                 figsize: tuple[float, float] = (8.0, 3.4)) -> Figure:
+                 figsize: tuple[float, float] = (9.0, 3.8)) -> Figure:
     """Stacked bars: what each process holds, per combination."""
     labels, parts = [], {k: [] for k, _ in LEDGER_KINDS}
     for name, leds in ledgers.items():
@@ -100,7 +102,11 @@ def plot_ledgers(ledgers: Mapping[str, Sequence[memory.Ledger]],
     for k, title in LEDGER_KINDS:
         ax.bar(range(len(labels)), parts[k], bottom=bottom, label=title, width=0.7)
         bottom = [b + v for b, v in zip(bottom, parts[k], strict=True)]
-    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=35, ha="right")
+    if any(getattr(led, "peak", 0) for leds in ledgers.values() for led in leds):
+        peaks = [getattr(led, "peak", 0) / memory.MiB for leds in ledgers.values() for led in leds]
+        ax.scatter(range(len(labels)), peaks, marker="_", s=300, color="black", zorder=3,
+                   label="step peak (measured)")
     ax.set_ylabel("MiB")
     ax.set_title("Memory per process in one training step", loc="left")
     ax.legend(fontsize=8, loc="upper right")
