@@ -304,6 +304,12 @@ def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), *, threads: int
                     watch.fail()
         if watch.failed_at is not None:
             watch.read(0.0)
+            # a rank that died without a word (os._exit, killed) makes its peers fail too (their
+            # connection is reset); its own exit status is the cause, so look at every process
+            for i, proc in enumerate(pc.processes):
+                code = proc.exitcode
+                if code not in (None, 0) and i not in watch.dead:
+                    watch.dead[i] = code
             raise _failure(watch, progress, nprocs, pids)
     finally:
         _stop(pc.processes)
