@@ -16,9 +16,9 @@ patched layer also works in an ordinary backward.
 
 The products are the ones autograd's own linear backward runs (``grad.mm(W)`` and
 ``x^T.mm(grad)``, in the autocast dtype, then cast to the parameter's), so the gradients are
-bit-identical to ``loss.backward()``'s (tested, fp32 and bf16 autocast). Checkpointed blocks
-recompute their forward inside backward, where a deferred note would outlive its graph: a split
-backward needs ``checkpoint=False``.
+bit-identical to ``loss.backward()``'s (tested, fp32 and bf16 autocast). The notes keep every
+linear layer's input until ``W``, which would undo what checkpointing saves, so the pipeline
+jobs allow a split backward only with ``checkpoint=False``.
 """
 
 from __future__ import annotations

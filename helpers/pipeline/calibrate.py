@@ -5,7 +5,9 @@ taken from the run's own timelines, then simulated and compared with the measure
   the message cost -- the median gap between the moment an action on one rank finished
   computing and posted its message, and the start of the action on another rank that was idle
   waiting for it (latency plus copy; both ranks on one clock, one machine);
-- :func:`predict`: the simulated makespan with those costs, against the measured one;
+- :func:`predict`: the simulated makespan with those costs, against the measured one -- step by
+  step, each step simulated with its own measured costs (a change of machine load between steps
+  then moves the prediction and the measurement alike), the error the median over the steps;
 - :func:`calibration_table`: that for several runs, as rows (medians and spreads over steps).
 
 What the textbook formula leaves out, the calibrated model puts back: unequal stages (the
@@ -43,13 +45,14 @@ def _steps(run: PipelineRun, skip_first: bool) -> range:
     return range(1 if skip_first and n > 1 else 0, n)
 
 
-def measured_costs(run: PipelineRun, skip_first: bool = True) -> Costs:
-    """Median cost of each action kind per stage, and of one message, from ``run``'s timelines."""
+def measured_costs(run: PipelineRun, skip_first: bool = True, steps: Sequence[int] | None = None) -> Costs:
+    """Median cost of each action kind per stage, and of one message, from ``run``'s timelines
+    (all measured steps, or only ``steps``)."""
     sched = run.schedule
     S = sched.n_stages
     durations: dict[tuple[str, int], list[float]] = defaultdict(list)
     gaps: list[float] = []
-    for step in _steps(run, skip_first):
+    for step in (_steps(run, skip_first) if steps is None else steps):
         tl = run.timeline(step)
         sent = run.sent_times(step)
         posted = {}
@@ -98,10 +101,24 @@ class Prediction:
     steps: int
     uniform_s: float  # the same costs averaged over stages, messages free
 
+    step_errors: tuple[float, ...] = ()  # per step: simulated with that step's own costs, vs measured
+    contention: float = 1.0  # median over steps: wall seconds of all actions / CPU seconds of the ranks
+
     @property
     def error(self) -> float:
-        """Relative error of the prediction: (predicted - measured) / measured."""
+        """Relative error of the prediction: the median over steps of (simulated with the step's
+        own measured costs) / (the step's measured makespan) - 1 -- a change of machine load
+        between steps moves both alike -- or, for costs from another run, predicted / measured - 1."""
+        if self.step_errors:
+            return statistics.median(self.step_errors)
         return self.predicted_s / self.measured_s - 1.0
+
+    @property
+    def quiet(self) -> bool:
+        """True when the ranks got the CPU they computed on: the actions' wall time at most 10%
+        above the ranks' CPU time. Above that, other programs preempted them -- time the
+        simulator does not model."""
+        return self.contention <= 1.10
 
     @property
     def uniform_error(self) -> float:
@@ -112,14 +129,22 @@ def predict(run: PipelineRun, name: str | None = None, skip_first: bool = True,
             costs: Costs | None = None) -> Prediction:
     """Calibrate on ``run`` (or use ``costs`` measured on another run of the same stages) and
     compare the simulated makespan with the measured one."""
+    own = costs is None
     costs = costs or measured_costs(run, skip_first)
     sim = simulated(run, costs)
     steps = list(_steps(run, skip_first))
     spans = [run.timeline(k).makespan for k in steps]
     bubbles = [run.timeline(k).bubble for k in steps]
+    per_step = [simulated(run, measured_costs(run, steps=[k])).makespan for k in steps] if own else []
+    step_errors = tuple(p / span - 1 for p, span in zip(per_step, spans, strict=True)) if own else ()
+    predicted = statistics.median(per_step) if own else sim.makespan
+    busy = [sum(run.timeline(k).busy(r) for r in range(run.schedule.p)) for k in steps]
+    cpu = [sum(r.cpu_times[k] for r in run.ranks) for k in steps]
+    contention = statistics.median(b / c for b, c in zip(busy, cpu, strict=True) if c > 0) if any(cpu) else 1.0
     return Prediction(name or run.job.name or run.job.schedule, statistics.median(spans),
-                      (min(spans), max(spans)), sim.makespan, statistics.median(bubbles), sim.bubble,
-                      sim.formula, costs, len(steps), simulated(run, costs, uniform=True).makespan)
+                      (min(spans), max(spans)), predicted, statistics.median(bubbles), sim.bubble,
+                      sim.formula, costs, len(steps), simulated(run, costs, uniform=True).makespan,
+                      step_errors, contention)
 
 
 def calibration_table(runs: Sequence[PipelineRun] | Sequence[Prediction]) -> list[dict[str, object]]:

@@ -148,7 +148,8 @@ class PipelineJob:
                              "executor='course'")
         if self.checkpoint and self.schedule in SPLIT_BACKWARD:
             raise ValueError(f"checkpoint=True needs a schedule with a whole backward: {self.schedule!r} "
-                             "splits it at the layers' outputs, which checkpointed blocks do not keep")
+                             "defers the weight gradients, whose notes keep every linear layer's input "
+                             "until W -- which undoes what checkpointing saves")
         validate.integer("save_every", self.save_every, 0)
         validate.boolean("resume", self.resume)
         if (self.save_every or self.resume) and self.save_dir is None:

@@ -229,6 +229,15 @@ class _Watch:
         self.failed_at = self.failed_at or time.monotonic()
 
 
+def _note_exits(watch: _Watch, procs: list[Any]) -> None:
+    """A rank that died without a word (os._exit, killed) makes its peers fail too (their
+    connection is reset); its own exit status is the cause, so look at every process."""
+    for i, proc in enumerate(procs):
+        code = proc.exitcode
+        if code not in (None, 0) and i not in watch.dead:
+            watch.dead[i] = code
+
+
 def _failure(watch: _Watch, progress: Any, nprocs: int, pids: tuple[int, ...]) -> PipelineError:
     """The error to raise: the first cause (a rank that died without a word, else the first
     report), what the others said, and where the ranks still running were."""
@@ -304,12 +313,7 @@ def spawn(fn: Callable[..., Any], nprocs: int, args: tuple = (), *, threads: int
                     watch.fail()
         if watch.failed_at is not None:
             watch.read(0.0)
-            # a rank that died without a word (os._exit, killed) makes its peers fail too (their
-            # connection is reset); its own exit status is the cause, so look at every process
-            for i, proc in enumerate(pc.processes):
-                code = proc.exitcode
-                if code not in (None, 0) and i not in watch.dead:
-                    watch.dead[i] = code
+            _note_exits(watch, pc.processes)
             raise _failure(watch, progress, nprocs, pids)
     finally:
         _stop(pc.processes)

@@ -221,8 +221,9 @@ class RankExecutor:
         try:
             self._step(step, parts, metas)
         finally:
-            if tracker is not None:
+            if tracker is not None:  # before zero_grad: the tracker tells gradients by p.grad
                 tracker.__exit__(None, None, None)
+        self.opt.zero_grad(set_to_none=True)
         if tracker is not None:
             self.result.live_peak = tracker.log.peak_bytes()
             self.result.live_peak_with_grads = tracker.log.peak_bytes(include_grads=True)
@@ -271,7 +272,6 @@ class RankExecutor:
                 res.logits = torch.cat([st.logits[i] for i in range(job.n_microbatches)]).cpu()
         ctx.set_action(step, "optimizer step")
         finish_step(self.opt, job.clip, lr_scheduler=self.lr_sched, group=g.pipeline)
-        self.opt.zero_grad(set_to_none=True)
         if sync:
             torch.cuda.synchronize(self.dev)
         res.step_times.append(time.perf_counter() - t0)
