@@ -60,8 +60,8 @@ class StepLedger(memory.Ledger):
     """A ledger whose ``activations`` is the step's measured live peak without the gradients,
     and whose ``peak`` is what the device must hold at the step's highest point: parameters +
     optimiser state + the live peak *with* the gradients as they appear and the optimiser
-    step's temporaries (at most ``total``: the gradients do not all exist at the activations'
-    peak)."""
+    step's temporaries (at most ``total``; below it where the activations peak before most
+    gradients exist)."""
 
     peak: int = 0
 
