@@ -141,3 +141,12 @@ def test_calibrated_simulator_predicts_the_measured_time():
         c = p.costs
         assert min(c.forward + c.backward) > 0 and c.comm >= 0 and (c.weight is None) == (run.job.schedule == "1f1b")
         assert abs(p.error) < 0.5, (run.job.schedule, p.error)
+
+
+def test_progress_names_every_action_kind():
+    from helpers.pipeline import launch
+
+    assert launch._describe(0, "W", 1, 0) == "step 0, W(mb=1, stage=0) [weight gradient]"
+    assert launch._describe(2, "F", 3, 1) == "step 2, F(mb=3, stage=1) [forward]"
+    assert launch._describe(1, "optimizer step", -1, -1) == "step 1, optimizer step"
+    assert launch._KINDS[{"F": 1, "B": 2, "W": 4}["W"]] == "W"

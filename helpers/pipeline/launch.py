@@ -35,11 +35,12 @@ import torch.multiprocessing as mp
 
 from helpers import validate
 from helpers.core.device import course_device
+from helpers.pipeline.schedules import KINDS, Action
 
 #: progress slots per rank in shared memory: step, kind (0 idle, 1 F, 2 B, 3 other), mb, stage,
 #: job (index in the list a rank works through)
 _SLOTS = 5
-_KINDS = {0: "starting", 1: "F", 2: "B", 3: "optimizer step"}
+_KINDS = {0: "starting", 1: "F", 2: "B", 3: "optimizer step", 4: "W"}
 
 
 class PipelineError(RuntimeError):
@@ -70,7 +71,7 @@ class DistContext:
         """Record what this rank is doing, so a failure report can name it."""
         self.last_action = _describe(step, kind, mb, stage)
         if self.progress is not None:
-            code = {"F": 1, "B": 2}.get(kind, 3)
+            code = {"F": 1, "B": 2, "W": 4}.get(kind, 3)
             base = self.rank * _SLOTS
             self.progress[base : base + 4] = [step, code, mb, stage]
 
@@ -82,9 +83,8 @@ class DistContext:
 
 
 def _describe(step: int, kind: str, mb: int, stage: int) -> str:
-    if kind in ("F", "B"):
-        word = "forward" if kind == "F" else "backward"
-        return f"step {step}, {kind}(mb={mb}, stage={stage}) [{word}]"
+    if kind in KINDS:  # a schedule action: say it as the schedule does
+        return f"step {step}, {Action(kind, mb, stage)}"
     return f"step {step}, {kind}"
 
 

@@ -39,7 +39,6 @@ from helpers.lessons.capstone.ledgers import (
     all_ledgers,
     peak_bytes,
     saved_activation_peaks,
-    single_live_peak,
     stage_bounds,
     stage_ledgers,
 )
@@ -84,7 +83,6 @@ __all__ = [
     "ZERO_NOTE",
     "probe_pipeline_memory",
     "saved_activation_peaks",
-    "single_live_peak",
     "Combination",
     "CurveRun",
     "LEDGER_KINDS",

@@ -81,12 +81,6 @@ def single_step_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y: tor
     return tracker.log.peak_bytes(), tracker.log.peak_bytes(include_grads=True)
 
 
-def single_live_peak(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Peak live tensor bytes of one training step of a single-process combination (parameter
-    gradients excluded): :func:`single_step_peaks`' first number."""
-    return single_step_peaks(spec, combo, x, y)[0]
-
-
 def saved_activation_peaks(spec: RunSpec, combo: Combination, x: torch.Tensor, y: torch.Tensor) -> list[int]:
     """Per process: bytes one micro-batch's forward *saves* for backward (saved-tensor hooks)
     times the most micro-batches the schedule keeps in flight there -- what the tensors kept
