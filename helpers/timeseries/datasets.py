@@ -18,10 +18,13 @@ __all__ = [
     "daily_demand",
     "daily_demand_holidays",
     "interest_inflation",
+    "m3_monthly",
     "macrodata",
     "nile",
     "store_panel",
     "store_panel_multiindex",
+    "tourism",
+    "us_change",
     "uschange",
 ]
 
@@ -105,3 +108,41 @@ def store_panel_multiindex() -> tuple[pd.DataFrame, pd.DataFrame]:
     df["date"] = df["date"].dt.to_period("D")
     df = df.set_index(["series_id", "date"]).sort_index()
     return df[["sales"]].astype(float), df[["promo"]].astype(float)
+
+
+def _competition(name: str) -> pd.DataFrame:
+    import numpy as np
+
+    df = load_csv(name)
+    for col in ("train", "test"):
+        df[col] = [np.array(s.split(" "), dtype=float) for s in df[col]]
+    return df
+
+
+def m3_monthly() -> pd.DataFrame:
+    """The 1428 monthly series of the M3 competition (Makridakis & Hibon 2000), one row per series.
+
+    Columns: ``series`` (N1402..N2829), ``category`` (MICRO, INDUSTRY, MACRO, FINANCE, DEMOGRAPHIC,
+    OTHER), ``period``, ``n``, ``h`` (18), and ``train`` / ``test`` as float arrays: the
+    competition's own split (the last 18 months are the test)."""
+    return _competition("m3_monthly.csv")
+
+
+def tourism(period: str | None = None) -> pd.DataFrame:
+    """The 1311 series of the tourism forecasting competition (Athanasopoulos et al. 2011).
+
+    ``period`` picks ``"monthly"`` (366 series, h = 24), ``"quarterly"`` (427, h = 8) or
+    ``"yearly"`` (518, h = 4); ``None`` returns all. Columns as :func:`m3_monthly`."""
+    allowed = (None, "monthly", "quarterly", "yearly")
+    if period not in allowed:
+        raise ValueError(f"period={period!r}; allowed: {allowed}")
+    df = _competition("tourism.csv")
+    return df if period is None else df[df.period == period].reset_index(drop=True)
+
+
+def us_change() -> pd.DataFrame:
+    """fpp3's ``us_change``: quarterly % changes of US consumption, income, production, savings
+    and unemployment, 1970 Q1-2019 Q2 (198 quarters), quarterly PeriodIndex."""
+    df = load_csv("us_change.csv")
+    df.index = pd.PeriodIndex(df.pop("Quarter"), freq="Q")
+    return df
