@@ -300,16 +300,26 @@ def test_leaderboard_matches_direct_computation():
 
     y = ts.airline()
     board = ts.run_leaderboard({"naive": NaiveForecaster(sp=12), "last": NaiveForecaster()}, y, test_size=24,
-                               horizon=12, initial_window=108)
-    assert list(board.holdout.columns) == ["MASE", "sMAPE", "MAPE", "coverage"]
-    assert len(board.folds) == 2 * 3  # two models, three folds (cutoffs at 108, 120, 132)
+                               horizon=12, initial_window=84)
+    assert list(board.holdout.columns) == ["MASE", "sMAPE", "MSIS", "coverage"]
+    assert len(board.folds) == 2 * 3  # two models, three folds (cutoffs at 84, 96, 108), all before the hold-out
+    assert board.folds["cutoff"].max() < str(y.index[-24])
     seasonal = pd.concat([y.iloc[-36:-24], y.iloc[-36:-24]]).set_axis(y.index[-24:])
     direct = ts.point_metrics(y.iloc[-24:], seasonal, y.iloc[:-24], sp=12)
     assert board.holdout.loc["naive", "MASE"] == pytest.approx(direct["MASE"])
+    assert board.holdout.loc["naive", "sMAPE"] == pytest.approx(100 * direct["sMAPE"])  # the 0-200 scale
     fold0 = board.folds.query("model == 'naive'").iloc[0]
-    manual = ts.point_metrics(y.iloc[108:120], y.iloc[96:108].set_axis(y.index[108:120]), y.iloc[:108], sp=12)
+    manual = ts.point_metrics(y.iloc[84:96], y.iloc[72:84].set_axis(y.index[84:96]), y.iloc[:84], sp=12)
     assert fold0["MASE"] == pytest.approx(manual["MASE"])
     assert board.table().index[0] == "naive"
+    # MSIS by hand (M4 guide) from the hold-out interval
+    iv, yt, tr = board.intervals["naive"], y.iloc[-24:].to_numpy(), y.iloc[:-24].to_numpy()
+    lo, hi, a = iv["lower"].to_numpy(), iv["upper"].to_numpy(), 0.05
+    penalty = (hi - lo) + 2 / a * (lo - yt) * (yt < lo) + 2 / a * (yt - hi) * (yt > hi)
+    assert board.holdout.loc["naive", "MSIS"] == pytest.approx(penalty.mean() / np.mean(np.abs(tr[12:] - tr[:-12])))
+    # horizon errors: step 1's scaled error averaged over the three folds
+    assert board.horizon_mase.shape == (12, 2)
+    assert board.horizon_mase["naive"].mean() == pytest.approx(board.folds.query("model == 'naive'")["MASE"].mean())
 
 
 def test_leaderboard_bad_input():
@@ -322,6 +332,8 @@ def test_leaderboard_bad_input():
         ts.run_leaderboard({"n": NaiveForecaster()}, y, test_size=140)
     with pytest.raises(ValueError, match="initial_window=200"):
         ts.run_leaderboard({"n": NaiveForecaster()}, y, initial_window=200)
+    with pytest.raises(ValueError, match="never touches the hold-out"):
+        ts.run_leaderboard({"n": NaiveForecaster()}, y, test_size=36, initial_window=100)
     with pytest.raises(TypeError, match="pd.Series"):
         ts.run_leaderboard({"n": NaiveForecaster()}, y.to_numpy())
 

@@ -8,6 +8,8 @@
   pykalman, and an sktime adapter
 - :mod:`~helpers.timeseries.gluon`       a quiet Lightning sandbox and an sktime adapter for GluonTS
 - :mod:`~helpers.timeseries.leaderboard` hold-out + expanding-window backtest for any sktime forecaster
+- :mod:`~helpers.timeseries.probabilistic` quantiles for point models (seasonal naive, split conformal),
+  GluonTS wrapping, calibration, and the future-dependence leakage test
 - :mod:`~helpers.timeseries.plots`       forecast plots with intervals and quantile fans
 - :mod:`~helpers.timeseries.transforms`  ``kernel_stable``: rounding that makes tree pipelines CPU-independent
 
@@ -50,6 +52,13 @@ from helpers.timeseries.kalman import (  # noqa: E402
 from helpers.timeseries.leaderboard import Leaderboard, run_leaderboard  # noqa: E402
 from helpers.timeseries.metrics import interval_coverage, point_metrics, scorers  # noqa: E402
 from helpers.timeseries.plots import plot_fan, plot_forecasts  # noqa: E402
+from helpers.timeseries.probabilistic import (  # noqa: E402
+    conformal_quantiles,
+    future_dependence,
+    quantile_calibration,
+    seasonal_naive_quantiles,
+    to_gluonts,
+)
 from helpers.timeseries.stationarity import stationarity_table  # noqa: E402
 from helpers.timeseries.transforms import kernel_stable  # noqa: E402
 
@@ -62,10 +71,12 @@ __all__ = [
     "StateSpaceModel",
     "StructuralKalmanForecaster",
     "airline",
+    "conformal_quantiles",
     "daily_demand",
     "daily_demand_holidays",
     "fit_em",
     "forecast",
+    "future_dependence",
     "interest_inflation",
     "interval_coverage",
     "kernel_stable",
@@ -77,14 +88,17 @@ __all__ = [
     "plot_fan",
     "plot_forecasts",
     "point_metrics",
+    "quantile_calibration",
     "quiet_forecasting_libraries",
     "run_leaderboard",
     "scorers",
+    "seasonal_naive_quantiles",
     "seeded",
     "stationarity_table",
     "store_panel",
     "store_panel_multiindex",
     "structural",
+    "to_gluonts",
     "to_pykalman",
     "uschange",
 ]
