@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_fan", "plot_forecasts"]
+__all__ = ["plot_acf_pacf", "plot_fan", "plot_forecasts", "plot_residual_check"]
 
 
 def _x(index: pd.Index) -> pd.Index:
@@ -77,3 +77,48 @@ def plot_fan(
     ax.set_title(title)
     ax.legend(fontsize=8)
     return ax
+
+
+def plot_acf_pacf(x: pd.Series | np.ndarray, lags: int, title: str = "", season: int | None = None) -> plt.Figure:
+    """ACF and PACF side by side with the +-1.96/sqrt(n) bands; seasonal lags (multiples of
+    ``season``) are marked with vertical grey lines."""
+    from statsmodels.graphics.tsaplots import (  # heavy: statsmodels loads on first use (lessons 06-07)
+        plot_acf,
+        plot_pacf,
+    )
+
+    values = np.asarray(pd.Series(x).dropna(), dtype=float)
+    if not isinstance(lags, int) or not 1 <= lags < len(values) // 2:
+        raise ValueError(f"lags={lags!r}: must be an int in [1, n/2) with n={len(values)}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+    plot_acf(values, lags=lags, ax=axes[0], zero=False, title="ACF")
+    plot_pacf(values, lags=lags, ax=axes[1], zero=False, method="ywm", title="PACF")
+    for ax in axes:
+        if season:
+            for k in range(season, lags + 1, season):
+                ax.axvline(k, color="0.7", lw=0.8, zorder=0)
+        ax.set_xlabel("lag")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_residual_check(resid: pd.Series, lags: int, title: str = "") -> plt.Figure:
+    """Residuals over time and their ACF (with the +-1.96/sqrt(n) bands)."""
+    from statsmodels.graphics.tsaplots import (
+        plot_acf,  # heavy: statsmodels loads on first use (lessons 06-07)
+    )
+
+    if not isinstance(resid, pd.Series):
+        raise TypeError(f"resid must be a pd.Series, got {type(resid).__name__}")
+    if not isinstance(lags, int) or not 1 <= lags < len(resid) // 2:
+        raise ValueError(f"lags={lags!r}: must be an int in [1, n/2) with n={len(resid)}")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 2.6))
+    axes[0].plot(_x(resid.index), resid.to_numpy(), lw=0.9)
+    axes[0].axhline(0, color="0.5", lw=0.8)
+    axes[0].set_title("residuals", fontsize=10)
+    plot_acf(resid.to_numpy(), lags=lags, ax=axes[1], zero=False, title="residual ACF")
+    axes[1].set_xlabel("lag")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
