@@ -67,3 +67,13 @@ def test_future_dependence_catches_a_leak_and_clears_an_honest_forecast():
         pr.future_dependence(honest, y, 0)
     with pytest.raises(TypeError, match="pd.Series"):
         pr.future_dependence(honest, y.to_numpy(), 12)
+
+
+def test_lesson07_conformal_exercise_matches_the_library():
+    from helpers.lessons.panel_exercises import conformal_exercise, conformal_reference
+
+    ex = conformal_exercise()
+    assert ex.check(conformal_reference)
+    assert not ex.check(lambda point, ratios, levels: np.quantile(ratios, levels)[:, None] * point[None, :] + 1)
+    for point, ratios, levels in ex.cases:
+        np.testing.assert_allclose(conformal_reference(point, ratios, levels), pr.conformal_quantiles(point, ratios, levels))
