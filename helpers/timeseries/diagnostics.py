@@ -71,7 +71,7 @@ def sarima_table(y: pd.Series, candidates: Mapping[str, tuple[tuple, tuple]], lb
     AICc, the number of ARMA coefficients and Ljung-Box on the residuals.
 
     All candidates must share d and D: AICc compares likelihoods of the same (differenced)
-    data only (fpp3 §9.8). The first ``burn`` residuals (default d + D*s) are dropped before
+    data only (fpp3 §9.6). The first ``burn`` residuals (default d + D*s) are dropped before
     Ljung-Box: the diffuse start makes them meaningless. Returns (table sorted by AICc, fits)."""
     import statsmodels.api as sm  # heavy: statsmodels loads on first use (lessons 06-07)
 

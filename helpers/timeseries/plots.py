@@ -80,8 +80,8 @@ def plot_fan(
 
 
 def plot_acf_pacf(x: pd.Series | np.ndarray, lags: int, title: str = "", season: int | None = None) -> plt.Figure:
-    """ACF and PACF side by side with the +-1.96/sqrt(n) bands; seasonal lags (multiples of
-    ``season``) are marked with vertical grey lines."""
+    """ACF and PACF side by side with statsmodels' 95 % bands (ACF: Bartlett's formula, widening
+    with the lag; PACF: +-1.96/sqrt(n)); multiples of ``season`` get vertical grey lines."""
     from statsmodels.graphics.tsaplots import (  # heavy: statsmodels loads on first use (lessons 06-07)
         plot_acf,
         plot_pacf,
@@ -104,7 +104,7 @@ def plot_acf_pacf(x: pd.Series | np.ndarray, lags: int, title: str = "", season:
 
 
 def plot_residual_check(resid: pd.Series, lags: int, title: str = "") -> plt.Figure:
-    """Residuals over time and their ACF (with the +-1.96/sqrt(n) bands)."""
+    """Residuals over time and their ACF (statsmodels' 95 % band, Bartlett's formula)."""
     from statsmodels.graphics.tsaplots import (
         plot_acf,  # heavy: statsmodels loads on first use (lessons 06-07)
     )
