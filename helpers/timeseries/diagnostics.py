@@ -90,8 +90,8 @@ def sarima_table(y: pd.Series, candidates: Mapping[str, tuple[tuple, tuple]], lb
         k = order[0] + order[2] + seasonal[0] + seasonal[2]
         lb = ljung_box(np.asarray(fit.resid)[burn:], lb_lags, k)
         fits[name] = fit
-        rows.append({"model": name, "ARMA coefs": k, "AICc": round(float(fit.aicc), 2),
-                     f"LB Q({lb_lags})": round(lb["Q"], 2), "LB df": lb["df"], "LB p": round(lb["pvalue"], 3)})
+        rows.append({"model": name, "ARMA coefs": k, "AICc": float(fit.aicc),
+                     f"LB Q({lb_lags})": lb["Q"], "LB df": lb["df"], "LB p": lb["pvalue"]})
     table = pd.DataFrame(rows).set_index("model").sort_values("AICc")
     return table, fits
 
@@ -112,7 +112,7 @@ def ets_table(y: pd.Series, specs: Mapping[str, dict], seasonal_periods: int = 1
             raise ValueError(f"spec {name!r}={kw!r}: keys must be among {sorted(allowed)}")
         fit = ETSModel(y.astype(float), seasonal_periods=seasonal_periods, **kw).fit(disp=False)
         fits[name] = fit
-        rows.append({"model": name, "params": int(len(fit.params)), "AICc": round(float(fit.aicc), 2)})
+        rows.append({"model": name, "params": int(len(fit.params)), "AICc": float(fit.aicc)})
     return pd.DataFrame(rows).set_index("model").sort_values("AICc"), fits
 
 
