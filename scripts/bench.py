@@ -71,6 +71,10 @@ from bench_lessons import register_all  # noqa: E402
 
 register_all(bench, row, median_time)
 
+from bench_m3 import register as register_m3  # noqa: E402 - key 09: the M3/Tourism benchmark
+
+register_m3(bench, row)
+
 
 def notebook_runtimes(names: list[str]) -> list[Row]:
     """Wall-clock time of executing each notebook (fresh kernel, in a temporary copy)."""
