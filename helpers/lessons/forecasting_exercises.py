@@ -18,7 +18,7 @@ def identify_arma(x: np.ndarray, max_lag: int = 10) -> tuple[int, int]:
 
     Count the leading lags whose |ACF| (for q) and |PACF| (for p) exceed 1.96/sqrt(n); the
     function that *cuts off* (the shorter run) names the model, the other one decays."""
-    from statsmodels.tsa.stattools import acf, pacf
+    from statsmodels.tsa.stattools import acf, pacf  # heavy: statsmodels loads on first use
 
     bound = 1.96 / np.sqrt(len(x))
 
@@ -46,7 +46,7 @@ ARMA_CASES = (
 
 def simulate_arma(ar: tuple[float, ...], ma: tuple[float, ...], seed: int, n: int = 1000) -> np.ndarray:
     """A Gaussian ARMA series x_t = sum ar_i x_{t-i} + e_t + sum ma_j e_{t-j} (500 burn-in)."""
-    from statsmodels.tsa.arima_process import ArmaProcess
+    from statsmodels.tsa.arima_process import ArmaProcess  # heavy: statsmodels loads on first use
 
     proc = ArmaProcess(np.r_[1, -np.asarray(ar, dtype=float)], np.r_[1, np.asarray(ma, dtype=float)])
     return proc.generate_sample(n, distrvs=np.random.default_rng(seed).standard_normal, burnin=500)
@@ -60,4 +60,40 @@ def lesson06() -> dict[str, checks.CodeExercise]:
             "arma orders", identify_arma, cases,
             hint="an AR(p) has a PACF that cuts off after lag p and a decaying ACF; an MA(q) the other way "
                  "round: count the leading lags outside +-1.96/sqrt(n) in each and take the shorter run"),
+    }
+
+
+# ------------------------------------------------------------------- lesson 09 (M3 benchmark)
+def smape_mase(y: np.ndarray, f: np.ndarray, y_train: np.ndarray, m: int) -> tuple[float, float]:
+    """M3/M4 sMAPE (0-200) and MASE with seasonal period ``m`` of one series."""
+    smape = float(np.mean(200 * np.abs(y - f) / (np.abs(y) + np.abs(f))))
+    scale = np.mean(np.abs(y_train[m:] - y_train[:-m]))
+    return smape, float(np.mean(np.abs(y - f)) / scale)
+
+
+def _lesson09_cases() -> tuple[tuple, ...]:
+    rng = np.random.default_rng(9)
+    cases = []
+    for n, m in ((48, 12), (60, 12), (20, 4), (30, 1)):
+        train = 50 + np.cumsum(rng.normal(size=n)) + 5 * np.sin(2 * np.pi * np.arange(n) / max(m, 2))
+        y = train[-6:] + rng.normal(size=6)
+        cases.append((y, y + rng.normal(scale=2, size=6), train, m))
+    return tuple(cases)
+
+
+#: MSIS of three 95 % interval forecasts of one hidden series: which one is over-wide? (answer: "B")
+INTERVAL_QUIZ_HASH = checks.hash_answer("B")
+
+
+def lesson09() -> dict[str, checks.Exercise | checks.CodeExercise]:
+    """Lesson 09's exercises: ``metrics`` (write sMAPE and MASE) and ``wide`` (read MSIS)."""
+    return {
+        "metrics": checks.code(
+            "sMAPE and MASE", smape_mase, _lesson09_cases(),
+            hint="sMAPE: 200|y-f|/(|y|+|f|) averaged over the horizon; MASE: MAE divided by the "
+                 "in-sample mean of |y_t - y_{t-m}| (seasonal difference of the TRAINING data)."),
+        "wide": checks.choice(
+            "the over-wide interval", INTERVAL_QUIZ_HASH,
+            hint="all three cover every point, so the penalty terms are zero: MSIS is then just the "
+                 "mean width over the scale - the widest covering interval scores worst."),
     }

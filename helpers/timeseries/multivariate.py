@@ -133,7 +133,7 @@ def toda_yamamoto(levels: pd.DataFrame, p: int, d_max: int, causing: str, caused
     integration) make the Wald statistic asymptotically chi^2(p * len(caused)) even when the
     series are I(1) or cointegrated. With d_max = 0 it is statsmodels' Wald causality test."""
     import statsmodels.api as sm  # heavy: statsmodels loads on first use (lessons 06-07)
-    from scipy import stats
+    from scipy import stats  # heavy: scipy.stats loads on first use
 
     if not isinstance(levels, pd.DataFrame):
         raise TypeError("levels must be a pandas DataFrame of the series in levels")
