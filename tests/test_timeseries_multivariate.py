@@ -43,6 +43,15 @@ def test_restricted_constant_critical_values_by_monte_carlo():
     stats_ = [mv.johansen_trace(np.cumsum(rng.standard_normal((400, 2)), axis=0), 0, "ci")["trace"].iloc[0]
               for _ in range(1500)]
     assert np.quantile(stats_, 0.95) == pytest.approx(mv.RESTRICTED_CONSTANT_TRACE_CV[2], rel=0.04)  # MC: 20.5 for T = 400
+    # three random walks (3 common trends) and one cointegrated pair tested at rank <= 1 (1 trend)
+    three = [mv.johansen_trace(np.cumsum(rng.standard_normal((400, 3)), axis=0), 0, "ci")["trace"].iloc[0]
+             for _ in range(1500)]
+    assert np.quantile(three, 0.95) == pytest.approx(mv.RESTRICTED_CONSTANT_TRACE_CV[3], rel=0.04)  # MC: 35.3
+    one = []
+    for _ in range(1500):
+        w = np.cumsum(rng.standard_normal(400))
+        one.append(mv.johansen_trace(np.column_stack([w, w + rng.standard_normal(400)]), 0, "ci")["trace"].iloc[1])
+    assert np.quantile(one, 0.95) == pytest.approx(mv.RESTRICTED_CONSTANT_TRACE_CV[1], rel=0.06)  # MC: 9.4
 
 
 def test_companion_moduli_are_reciprocal_roots(growth):

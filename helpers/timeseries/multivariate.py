@@ -85,7 +85,7 @@ def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: 
     ``deterministic`` is the VECM's case ("n", "co", "ci", see :data:`JOHANSEN_CASES`), so the
     test and the model fitted afterwards can use the same one. "co" and "n" reproduce
     ``coint_johansen`` with det_order 0 / -1 (its 5 % critical values are attached); "ci" puts
-    the constant inside the cointegration relation (Johansen 1995, §6.2) and carries the
+    the constant inside the cointegration relation (Johansen 1995, ch. 6) and carries the
     5 % values of :data:`RESTRICTED_CONSTANT_TRACE_CV`.
     """
     from statsmodels.tsa.vector_ar.vecm import (
