@@ -7,6 +7,7 @@ recovers what was put in.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from helpers.data import airline, load_csv, macrodata, nile
@@ -111,8 +112,6 @@ def store_panel_multiindex() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _competition(name: str) -> pd.DataFrame:
-    import numpy as np
-
     df = load_csv(name)
     for col in ("train", "test"):
         df[col] = [np.array(s.split(" "), dtype=float) for s in df[col]]

@@ -79,7 +79,9 @@ def to_gluonts(quantiles: np.ndarray, levels: Sequence[float], starts: Sequence[
 
     ``mean`` (``(n_series, horizon)``), when given, is stored as the forecast's mean (GluonTS's
     Evaluator uses it for MSE; without it GluonTS substitutes the median and says so)."""
-    from gluonts.model.forecast import QuantileForecast  # heavy: gluonts loads on first use (lesson 07)
+    from gluonts.model.forecast import (
+        QuantileForecast,  # heavy: gluonts loads on first use (lesson 07)
+    )
 
     arr = np.asarray(quantiles, dtype=float)
     lv = _levels(levels)
