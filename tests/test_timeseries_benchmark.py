@@ -115,3 +115,12 @@ def test_bad_input_raises_value_error(call) -> None:
 def test_rank_table_wants_a_dataframe() -> None:
     with pytest.raises(TypeError):
         significance.rank_table(np.ones((3, 3)))
+
+
+def test_lesson09_exercises_accept_reference_and_reject_wrong() -> None:
+    from helpers.lessons import forecasting_exercises as fe
+
+    ex = fe.lesson09()
+    assert ex["metrics"].check(fe.smape_mase)
+    assert not ex["metrics"].check(lambda y, f, tr, m: (0.0, 0.0))
+    assert ex["wide"].check("B") and not ex["wide"].check("C")

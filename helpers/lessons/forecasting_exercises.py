@@ -94,6 +94,6 @@ def lesson09() -> dict[str, checks.Exercise | checks.CodeExercise]:
                  "in-sample mean of |y_t - y_{t-m}| (seasonal difference of the TRAINING data)."),
         "wide": checks.choice(
             "the over-wide interval", INTERVAL_QUIZ_HASH,
-            hint="all three cover every point, so the penalty terms are zero: MSIS is then just the "
-                 "mean width over the scale - the widest covering interval scores worst."),
+            hint="MSIS charges the width everywhere and 2/alpha = 40 times each miss: look for the "
+                 "interval with full coverage whose MSIS is still several times the model's own."),
     }
