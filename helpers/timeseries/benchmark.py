@@ -172,7 +172,7 @@ def run_benchmark(df: pd.DataFrame, names: Sequence[str], m: int, seed: int = 0,
 # ----------------------------------------------------------------------------- figures
 def plot_ranks(ranks: pd.DataFrame, ax=None, title: str = "per-series rank (sMAPE)"):  # noqa: ANN001, ANN201
     """Box plot of each method's per-series ranks, ordered by mean rank (mean marked)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib loads only when a figure is drawn
 
     order = ranks.mean().sort_values().index
     ax = ax or plt.subplots(figsize=(7, 3.2), dpi=90)[1]
@@ -184,7 +184,7 @@ def plot_ranks(ranks: pd.DataFrame, ax=None, title: str = "per-series rank (sMAP
 
 def plot_error_by_horizon(by_h: pd.DataFrame, ax=None):  # noqa: ANN001, ANN201
     """sMAPE at each horizon for each method."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib loads only when a figure is drawn
 
     ax = ax or plt.subplots(figsize=(7, 3.2), dpi=90)[1]
     for name in by_h.columns:
@@ -197,7 +197,7 @@ def plot_error_by_horizon(by_h: pd.DataFrame, ax=None):  # noqa: ANN001, ANN201
 
 def plot_pit(result: BenchmarkResult, names: Sequence[str], bins: int = 10):  # noqa: ANN201
     """PIT histograms (flat = calibrated; U = too narrow; hump = too wide)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib loads only when a figure is drawn
 
     fig, axes = plt.subplots(1, len(names), figsize=(2.2 * len(names), 2.4), dpi=90, sharey=True)
     for ax, name in zip(np.atleast_1d(axes), names, strict=True):

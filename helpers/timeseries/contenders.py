@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import stats
 
 from helpers import validate
+from helpers.timeseries.gluon import lightning_sandbox, seeded
+from helpers.timeseries.kalman import fit_em, forecast, structural
 from helpers.timeseries.metrics import QUANTILE_LEVELS
 
 __all__ = [
@@ -236,8 +238,6 @@ def arima(y: np.ndarray, h: int, m: int, seed: int = 0) -> Forecast:
 def kalman(y: np.ndarray, h: int, m: int, seed: int = 0, n_iter: int = 5) -> Forecast:
     """Local level + seasonal structural model on ``log y``, noise variances by ``n_iter`` EM steps
     (pykalman filter/smoother, :mod:`helpers.timeseries.kalman`); log-normal forecasts."""
-    from helpers.timeseries.kalman import fit_em, forecast, structural
-
     x = _check(y, h, m)
     if np.min(x) <= 0:
         raise ValueError("kalman models log(y): y must be strictly positive")
@@ -279,8 +279,6 @@ def deepar_global(ys: Sequence[np.ndarray], h: int, m: int, seed: int = 0, epoch
     threads 1, Lightning output in a temporary folder; point = median of ``paths`` sample paths."""
     from gluonts.dataset.common import ListDataset  # heavy: GluonTS loads on first use
     from gluonts.torch import DeepAREstimator  # heavy: GluonTS loads on first use
-
-    from helpers.timeseries.gluon import lightning_sandbox, seeded
 
     if m not in _GLUON_FREQ:
         raise ValueError(f"m={m!r}: deepar_global supports {sorted(_GLUON_FREQ)}")
