@@ -37,6 +37,24 @@ def test_restricted_constant_trace_matches_vecm_likelihoods(e6):
     assert round(table["trace"].iloc[0], 2) == 17.92 and table.attrs["rank"] == 0
 
 
+def test_seasonal_dummies_trace_matches_vecm_likelihoods(e6):
+    # JMulTi's e6 case: restricted constant + centred seasonal dummies (statsmodels VECM seasons=4)
+    table = mv.johansen_trace(e6, 3, "ci", seasons=4)
+    llf = {r: VECM(e6.to_numpy(), k_ar_diff=3, coint_rank=r, deterministic="ci", seasons=4).fit().llf for r in (1, 2)}
+    assert table["trace"].iloc[1] == pytest.approx(2 * (llf[2] - llf[1]), rel=1e-8)
+    assert round(table["trace"].iloc[0], 2) == 21.78 and table.attrs["rank"] == 1
+    assert table.attrs["seasons"] == 4
+    # centred dummies span the same space whatever the first season: the statistic is unchanged
+    shifted = mv.johansen_trace(e6, 3, "ci", seasons=4, first_season=2)
+    np.testing.assert_allclose(shifted["trace"], table["trace"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs", [{"seasons": 1}, {"seasons": -4}, {"seasons": 4.0}, {"first_season": -1}])
+def test_johansen_trace_rejects_bad_seasons(e6, kwargs):
+    with pytest.raises(ValueError, match="season"):
+        mv.johansen_trace(e6, 3, "ci", **kwargs)
+
+
 def test_restricted_constant_critical_values_by_monte_carlo():
     # independent random walks (rank 0): the 95% quantile of the "ci" trace statistic
     rng = np.random.default_rng(7)

@@ -79,14 +79,18 @@ def _residuals(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a - b @ np.linalg.lstsq(b, a, rcond=None)[0]
 
 
-def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: str) -> pd.DataFrame:
+def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: str, seasons: int = 0,
+                   first_season: int = 0) -> pd.DataFrame:
     """Johansen's trace statistics for H0: rank <= r, r = 0..K-1, by reduced-rank regression.
 
     ``deterministic`` is the VECM's case ("n", "co", "ci", see :data:`JOHANSEN_CASES`), so the
     test and the model fitted afterwards can use the same one. "co" and "n" reproduce
     ``coint_johansen`` with det_order 0 / -1 (its 5 % critical values are attached); "ci" puts
     the constant inside the cointegration relation (Johansen 1995, ch. 6) and carries the
-    5 % values of :data:`RESTRICTED_CONSTANT_TRACE_CV`.
+    5 % values of :data:`RESTRICTED_CONSTANT_TRACE_CV`. ``seasons`` > 0 adds ``seasons - 1``
+    centred seasonal dummies to the short-run part, exactly as statsmodels' ``VECM(...,
+    seasons=, first_season=)`` and JMulTi do; centred dummies leave the asymptotic critical
+    values unchanged (Johansen 1995, §15.1), so the same tables apply.
     """
     from statsmodels.tsa.vector_ar.vecm import (
         coint_johansen,  # heavy: statsmodels loads on first use (lessons 06-07)
@@ -96,6 +100,10 @@ def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: 
         raise ValueError(f"deterministic={deterministic!r}: allowed values are {sorted(JOHANSEN_CASES)}")
     if not isinstance(k_ar_diff, int) or k_ar_diff < 0:
         raise ValueError(f"k_ar_diff={k_ar_diff!r}: must be a non-negative int")
+    if not isinstance(seasons, int) or seasons < 0 or seasons == 1:
+        raise ValueError(f"seasons={seasons!r}: must be 0 (no dummies) or an int >= 2")
+    if not isinstance(first_season, int) or first_season < 0:
+        raise ValueError(f"first_season={first_season!r}: must be a non-negative int")
     x = np.asarray(y, dtype=float)
     if x.ndim != 2 or x.shape[1] < 2 or len(x) < 10 * x.shape[1] + k_ar_diff:
         raise ValueError(f"y must be a 2-D array of T x K (K >= 2) with enough rows, got shape {x.shape}")
@@ -108,6 +116,11 @@ def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: 
         z2 = np.column_stack([z2, np.ones(n_obs)])
     elif deterministic == "ci":
         z1 = np.column_stack([z1, np.ones(n_obs)])
+    if seasons:
+        from statsmodels.tsa.vector_ar.util import seasonal_dummies
+
+        dummies = seasonal_dummies(seasons, len(x), first_season, centered=True)[k_ar_diff + 1:]
+        z2 = np.column_stack([z2, dummies])
     r0, r1 = _residuals(z0, z2), _residuals(z1, z2)
     s00, s01, s11 = r0.T @ r0 / n_obs, r0.T @ r1 / n_obs, r1.T @ r1 / n_obs
     eig = np.linalg.eigvals(np.linalg.solve(s11, s01.T @ np.linalg.solve(s00, s01))).real
@@ -122,6 +135,7 @@ def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: 
     rejected = table["trace"] > table["5% crit"]
     table.attrs["rank"] = int(np.argmin(rejected.to_numpy())) if not rejected.all() else k
     table.attrs["deterministic"] = deterministic
+    table.attrs["seasons"] = seasons
     return table
 
 
