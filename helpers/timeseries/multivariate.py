@@ -117,7 +117,7 @@ def johansen_trace(y: pd.DataFrame | np.ndarray, k_ar_diff: int, deterministic: 
     elif deterministic == "ci":
         z1 = np.column_stack([z1, np.ones(n_obs)])
     if seasons:
-        from statsmodels.tsa.vector_ar.util import seasonal_dummies
+        from statsmodels.tsa.vector_ar.util import seasonal_dummies  # heavy: statsmodels loads on first use (lessons 06-07)
 
         dummies = seasonal_dummies(seasons, len(x), first_season, centered=True)[k_ar_diff + 1:]
         z2 = np.column_stack([z2, dummies])
