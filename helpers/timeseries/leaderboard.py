@@ -10,8 +10,8 @@ Two views of accuracy on the same series:
 Metrics: MASE (sktime's, seasonal period ``sp``), sMAPE on the M3/M4 scale 0-200
 (``200|y - f| / (|y| + |f|)``, i.e. 100 x sktime's symmetric MAPE), the empirical coverage of
 the ``coverage`` interval and its MSIS (M4 competitor's guide: the interval score of
-Gneiting & Raftery 2007, computed by ``scoringrules.interval_score``, divided by the in-sample
-seasonal-naive MAE). ``horizon_mase`` holds the backtest's scaled absolute error by step ahead.
+Gneiting & Raftery 2007; :func:`helpers.timeseries.metrics.msis`, tested against
+``scoringrules.interval_score``, divided by the in-sample seasonal-naive MAE). ``horizon_mase`` holds the backtest's scaled absolute error by step ahead.
 Fit times are wall-clock and therefore machine-dependent.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from helpers import validate
-from helpers.timeseries.metrics import interval_coverage, point_metrics, scorers
+from helpers.timeseries.metrics import interval_coverage, msis, point_metrics, scorers, seasonal_scale
 
 __all__ = ["METRICS", "Leaderboard", "run_leaderboard"]
 
@@ -54,17 +54,12 @@ METRICS = ("MASE", "sMAPE", "MSIS", "coverage")
 
 def _scores(y_test: pd.Series, pred: pd.Series, lower: pd.Series, upper: pd.Series, y_train: pd.Series,
             sp: int, coverage: float) -> dict[str, float]:
-    import scoringrules as sr  # heavy: loads on first use (lessons 07, 09)
-
     point = point_metrics(y_test, pred, y_train, sp=sp)
-    y, lo, hi = (np.asarray(a, dtype=float).ravel() for a in (y_test, lower, upper))
-    tr = np.asarray(y_train, dtype=float).ravel()
-    scale = float(np.mean(np.abs(tr[sp:] - tr[:-sp])))
     return {
         "MASE": point["MASE"],
         "sMAPE": 100.0 * point["sMAPE"],
-        "MSIS": float(np.mean(sr.interval_score(y, lo, hi, 1.0 - coverage, backend="numpy"))) / scale,
-        "coverage": interval_coverage(y, lo, hi),
+        "MSIS": msis(y_test, lower, upper, y_train, sp, alpha=1.0 - coverage),
+        "coverage": interval_coverage(y_test, lower, upper),
     }
 
 
@@ -139,9 +134,8 @@ def run_leaderboard(
                    **_scores(r["y_test"], r["y_pred"], f_iv["lower"], f_iv["upper"], r["y_train"], sp, coverage)}
             row["fit_s"] = float(r["fit_time"])
             rows.append(row)
-            tr = np.asarray(r["y_train"], dtype=float)
             scaled.append(np.abs(np.asarray(r["y_test"], float) - np.asarray(r["y_pred"], float))
-                          / np.mean(np.abs(tr[sp:] - tr[:-sp])))
+                          / seasonal_scale(r["y_train"], sp))
         fold_df = pd.DataFrame(rows)
         folds.append(fold_df)
         horizons[name] = np.mean(scaled, axis=0)
