@@ -33,6 +33,7 @@ from helpers import validate
 from helpers.timeseries.gluon import lightning_sandbox, seeded
 from helpers.timeseries.kalman import fit_em, forecast, structural
 from helpers.timeseries.metrics import QUANTILE_LEVELS
+from helpers.timeseries.probabilistic import seasonal_naive_quantiles
 
 __all__ = [
     "CONTENDERS",
@@ -94,15 +95,13 @@ def _check(y: np.ndarray, h: int, m: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- naive family
 def seasonal_naive(y: np.ndarray, h: int, m: int, seed: int = 0) -> Forecast:
-    """``y_{T+h} = y_{T+h-m(k+1)}``, ``k = floor((h-1)/m)``; ``sigma_h = sigma sqrt(k+1)`` (fpp3 §5.5)."""
+    """``y_{T+h} = y_{T+h-m(k+1)}``, ``k = floor((h-1)/m)``; ``sigma_h = sigma sqrt(k+1)`` (fpp3 §5.5),
+    through :func:`helpers.timeseries.probabilistic.seasonal_naive_quantiles` (one implementation)."""
     x = _check(y, h, m)
     if len(x) <= m:
         raise ValueError(f"y has {len(x)} points; the seasonal naive needs more than m={m}")
-    steps = np.arange(h)
-    point = x[len(x) - m + steps % m]
-    resid = x[m:] - x[:-m]
-    sigma = float(np.sqrt(np.sum(resid**2) / max(len(resid) - 1, 1)))
-    return _normal(point, sigma * np.sqrt(steps // m + 1))
+    q = seasonal_naive_quantiles(x, h, m, _LEVELS)  # (levels, h)
+    return Forecast(x[len(x) - m + np.arange(h) % m], q.T)
 
 
 def seasonality_test(y: np.ndarray, m: int) -> bool:
